@@ -1,0 +1,35 @@
+# The two commands a newcomer needs (README): `make run` and `make test`.
+# Everything is installed into ./.venv from requirements.lock; nothing needs to be installed by hand
+# beyond python3 (>=3.10) itself.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: install run test lint lock bench clean
+
+$(BIN)/.installed: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check "uv>=0.5,<1"
+	$(BIN)/uv pip install -q -p $(BIN)/python -r requirements.lock -e . --no-deps
+	@touch $@
+
+install: $(BIN)/.installed  ## create .venv and install the locked dependencies
+
+run: install  ## start the local sandboxes and the Dagster UI (embedded default)
+	@bash scripts/run.sh
+
+test: install  ## the whole suite: lint, definitions validation, pytest
+	@bash scripts/test.sh
+
+lint: install
+	$(BIN)/ruff check sfmc_assets sfmc_assets_tests bench
+
+lock:  ## re-resolve requirements.lock from pyproject.toml (dev extra included)
+	$(BIN)/uv pip compile -q -p $(BIN)/python pyproject.toml --extra dev -o requirements.lock
+
+bench: install  ## the benchmark suite (see bench/README.md)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .sfmc_assets

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# README command 2 (`make test`), also what CI runs (.ci/run): lint, definitions validation, the suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+# Tests never touch the developer's ./.sfmc_assets: each run gets its own home.
+SFMC_ASSETS_HOME="$(mktemp -d -t sfmc_assets_test.XXXXXX)"
+export SFMC_ASSETS_HOME
+export DAGSTER_HOME="$SFMC_ASSETS_HOME/dagster_home"
+mkdir -p "$DAGSTER_HOME"
+trap 'rm -rf "$SFMC_ASSETS_HOME"' EXIT
+
+echo "== ruff"
+"$BIN/ruff" check sfmc_assets sfmc_assets_tests bench
+echo "== dagster definitions validate"
+"$BIN/dagster" definitions validate -w workspace.yaml
+echo "== pytest"
+"$BIN/pytest" -n "${PYTEST_WORKERS:-2}" "$@"

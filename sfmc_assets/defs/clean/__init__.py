@@ -1,0 +1,1 @@
+"""Clean assets: canonical, de-duplicated partitions gated by blocking pandera contracts."""

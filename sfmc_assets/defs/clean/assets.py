@@ -1,0 +1,181 @@
+"""The clean layer: `sfmc/clean/<name>`, the canonical model, gated by a blocking pandera contract.
+
+Validate, then write: the contract runs on the partition just produced, and when it fails the check
+is recorded, nothing is written and the step fails, so nothing downstream of it runs (in a single
+materialisation and in every run of a backfill). With a quarantine tolerance, failing rows go to the
+quarantine table with their reasons and the valid rows go on.
+"""
+
+import time
+import warnings
+
+import dagster as dg
+import polars as pl
+from dagster_pandera import pandera_schema_to_dagster_type
+
+from sfmc_assets.defs.marketing_cloud.assets import raw_key
+from sfmc_assets.defs.partitions import daily_partitions
+from sfmc_assets.lib.config import DataExtensionConfig, ProjectConfig
+from sfmc_assets.lib.extract import Window
+from sfmc_assets.lib.metadata import PII_ROLES, preview, table_schema
+from sfmc_assets.lib.schemas import MODELS, contract
+from sfmc_assets.lib.transforms import clean
+from sfmc_assets.lib.validation import GateResult, validate
+from sfmc_assets.resources import LakeResource
+
+CLEAN_GROUP = "sfmc_clean"
+CONTRACT_CHECK = "pandera_contract"
+KNOWN_CONTACTS_CHECK = "known_contacts"
+
+
+def clean_key(de: DataExtensionConfig) -> dg.AssetKey:
+    return dg.AssetKey(["sfmc", "clean", de.name])
+
+
+def quarantine_key(de: DataExtensionConfig) -> list[str]:
+    return ["sfmc", "quarantine", de.name]
+
+
+def _column_schema(de: DataExtensionConfig) -> dg.TableSchema:
+    """Columns and rules of the contract, shown in the catalog before the first run."""
+    with warnings.catch_warnings():  # Beta API, used only to derive the catalog's column schema
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        schema = pandera_schema_to_dagster_type(MODELS[de.kind]).metadata["schema"].schema
+    roles = {r.name: r for r in de.kind_def.roles}
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                name=c.name, type=c.type, constraints=c.constraints,
+                description=(
+                    f"{roles[c.name].description} Source: `{de.columns[c.name]}`." if c.name in de.columns
+                    else roles[c.name].description + " (not mapped: always null)" if c.name in roles
+                    else c.description
+                ),
+            )
+            for c in schema.columns
+        ],
+        constraints=schema.constraints,
+    )
+
+
+def _gate_metadata(gate: GateResult, tolerance: float) -> dict[str, object]:
+    with pl.Config(tbl_formatting="ASCII_MARKDOWN", tbl_hide_column_data_types=True,
+                   tbl_hide_dataframe_shape=True, tbl_rows=20, fmt_str_lengths=60):
+        sample = str(gate.sample(20)) if gate.failing_rows or gate.blocking_schema_errors else "_(none)_"
+    return {
+        "rows_checked": gate.rows_checked,
+        "failing_rows": gate.failing_rows,
+        "failure_cases": gate.failure_cases.height,
+        "failures_by_rule": dg.MetadataValue.json(gate.failures_by_rule()),
+        "failure_sample": dg.MetadataValue.md(sample),
+        "quarantine_tolerance": tolerance,
+        "schema_errors_block": gate.blocking_schema_errors,
+    }
+
+
+def _known_contacts_check(
+    frame: pl.DataFrame, contacts: DataExtensionConfig, lake: LakeResource, partitions: list[str], key: dg.AssetKey
+) -> dg.AssetCheckResult:
+    """WARN when events name contacts that no contacts partition up to this day holds."""
+    store = lake.lake()
+    path = clean_key(contacts).path
+    known = [store.scan(path, p).select("contact_key") for p in partitions if store.exists(path, p)]
+    keys = pl.concat(known).unique().collect() if known else pl.DataFrame(schema={"contact_key": pl.String})
+    unknown = frame.join(keys, on="contact_key", how="anti")["contact_key"].unique()
+    return dg.AssetCheckResult(
+        asset_key=key, check_name=KNOWN_CONTACTS_CHECK, passed=unknown.len() == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"{unknown.len()} contact key(s) not found in {contacts.name} up to this day",
+        metadata={"unknown_contacts": unknown.len(), "events_checked": frame.height,
+                  "contacts_partitions_read": len(known)},
+    )
+
+
+def build_clean_asset(de: DataExtensionConfig, config: ProjectConfig) -> dg.AssetsDefinition:
+    key = clean_key(de)
+    contacts = next((d for d in config.data_extensions if d.kind == "contacts"), None)
+    check_specs = [
+        dg.AssetCheckSpec(
+            CONTRACT_CHECK, asset=key, blocking=True,
+            description=f"pandera contract {MODELS[de.kind].__name__}: types, nullability, unique "
+            f"{de.kind_def.key_role}, e-mail format, enum values, ranges, delta inside the partition day, "
+            "values that parse. Blocks the partition (nothing written, nothing downstream) when more than "
+            f"{de.quarantine_tolerance:.0%} of rows fail.",
+        )
+    ]
+    if contacts is not None and de.kind != "contacts":
+        check_specs.append(dg.AssetCheckSpec(
+            KNOWN_CONTACTS_CHECK, asset=key, blocking=False,
+            description=f"Warns when events refer to contacts unknown to `{contacts.name}` (cross-table).",
+        ))
+    partitions_def = daily_partitions(config.start_date_of(de))
+
+    @dg.asset(
+        key=key,
+        deps=[raw_key(de)],
+        partitions_def=partitions_def,
+        group_name=CLEAN_GROUP,
+        kinds={"polars", "pandera", "parquet"},
+        owners=list(de.owners),
+        tags={"layer": "clean", "domain": "marketing", "sfmc/kind": de.kind},
+        description=(
+            f"`{de.name}` in the canonical {de.kind} model: source columns mapped to roles, values to "
+            f"canonical enums, e-mails trimmed and lower-cased, one row per {de.kind_def.key_role} (latest "
+            f"{de.kind_def.time_role} wins), derived fields added. Gated by the blocking "
+            f"`{CONTRACT_CHECK}` check."
+        ),
+        metadata={"dagster/column_schema": _column_schema(de), "quarantine_tolerance": de.quarantine_tolerance},
+        check_specs=check_specs,
+        code_version="1",
+    )
+    def _clean(context: dg.AssetExecutionContext, lake: LakeResource):  # noqa: ANN202 - generator of events
+        started = time.monotonic()
+        partition = context.partition_key
+        window = Window.day(partition)
+        store = lake.lake()
+        raw = store.scan(raw_key(de).path, partition)
+        cleaned = clean(raw, de, as_of=window.end)
+        gate = validate(cleaned.frame, contract(de.kind_def, window.start, window.end))
+        gate_md = _gate_metadata(gate, de.quarantine_tolerance)
+        quarantine_path = store.path(quarantine_key(de), partition)
+        if gate.failing_rows:
+            store.write(gate.quarantined, quarantine_key(de), partition)
+            gate_md["quarantine_uri"] = str(quarantine_path)
+        else:
+            store.delete(quarantine_key(de), partition)
+        if not gate.within(de.quarantine_tolerance):
+            rules = ", ".join(f"{rule} ({n})" for rule, n in list(gate.failures_by_rule().items())[:5])
+            yield dg.AssetCheckResult(check_name=CONTRACT_CHECK, passed=False, metadata=gate_md,
+                                      description=f"{gate.failing_rows} of {gate.rows_checked} rows fail: {rules}")
+            raise dg.Failure(
+                description=(
+                    f"Data extension {de.external_key}, partition {partition}: the {CONTRACT_CHECK} gate "
+                    f"failed ({gate.failing_rows} of {gate.rows_checked} rows; tolerance "
+                    f"{de.quarantine_tolerance:.0%}"
+                    f"{'; columns or types are wrong' if gate.blocking_schema_errors else ''}): {rules}. "
+                    "Nothing was written; downstream assets do not run for this partition."
+                ),
+                metadata=gate_md,
+                allow_retries=False,
+            )
+        path = store.write(gate.valid, key.path, partition)
+        checks = [dg.AssetCheckResult(check_name=CONTRACT_CHECK, passed=True, metadata=gate_md,
+                                      description=f"{gate.valid.height} rows pass; {gate.failing_rows} quarantined")]
+        if contacts is not None and de.kind != "contacts":
+            partitions = partitions_def.get_partition_keys(current_time=window.end)
+            checks.append(_known_contacts_check(gate.valid, contacts, lake, partitions, key))
+        yield dg.MaterializeResult(
+            metadata={
+                "dagster/partition_row_count": gate.valid.height,
+                "dagster/uri": str(path),
+                "preview": preview(gate.valid, [r for r in PII_ROLES if r in gate.valid.columns]),
+                "column_schema_runtime": table_schema(gate.valid.schema),
+                "rows_in": cleaned.frame.height + cleaned.removed,
+                "duplicates_removed": cleaned.removed,
+                "rows_quarantined": gate.failing_rows,
+                "duration_s": round(time.monotonic() - started, 3),
+            },
+            check_results=checks,
+        )
+
+    return _clean

@@ -1,0 +1,12 @@
+"""Daily partitions in UTC, one definition per start date (equal definitions map by identity)."""
+
+import datetime as dt
+from functools import cache
+
+import dagster as dg
+
+
+@cache
+def daily_partitions(start: dt.date) -> dg.DailyPartitionsDefinition:
+    """UTC days from `start`; the newest partition is the last complete day (end_offset=0)."""
+    return dg.DailyPartitionsDefinition(start_date=start.isoformat(), timezone="UTC")

@@ -1,0 +1,114 @@
+"""The Parquet lake: one file per asset and daily partition, written in one place.
+
+`<base>/<asset key path>/<partition>.parquet`. The base is any fsspec/UPath location (a local folder by
+default, `s3://bucket/prefix` in production). Writes are all-or-nothing: a file appears only once it is
+complete (local: write to a temporary name, then rename; object stores: a single PUT), so a run killed
+mid-write never leaves a partition that looks complete. Rewriting a partition replaces it.
+"""
+
+import contextlib
+import uuid
+from collections.abc import Iterator, Sequence
+
+import polars as pl
+import pyarrow.parquet as pq
+from upath import UPath
+
+
+class PartitionWriter:
+    """Appends typed pages to one partition file; nothing is visible until `commit()`."""
+
+    def __init__(self, target: UPath, schema: pl.Schema) -> None:
+        self.target = target
+        self.schema = schema
+        self.rows = 0
+        self._tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        self._tmp.parent.mkdir(parents=True, exist_ok=True)
+        self._sink = self._tmp.open("wb")
+        self._writer: pq.ParquetWriter | None = None
+
+    def write(self, frame: pl.DataFrame) -> None:
+        table = frame.to_arrow()
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._sink, table.schema, compression="zstd")
+        self._writer.write_table(table)
+        self.rows += frame.height
+
+    def commit(self) -> UPath:
+        if self._writer is None:  # no page at all: still write an empty, typed partition
+            self.write(pl.DataFrame(schema=self.schema))
+        assert self._writer is not None
+        self._writer.close()
+        self._sink.close()
+        self._tmp.rename(self.target)
+        return self.target
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+        with contextlib.suppress(Exception):
+            self._sink.close()
+        with contextlib.suppress(FileNotFoundError):
+            self._tmp.unlink()
+
+
+class ParquetLake:
+    """Partition files of every asset under one base location."""
+
+    def __init__(self, base_uri: str) -> None:
+        self.base = UPath(base_uri)
+
+    def path(self, key: Sequence[str], partition: str) -> UPath:
+        return self.base.joinpath(*key, f"{partition}.parquet")
+
+    def exists(self, key: Sequence[str], partition: str) -> bool:
+        return self.path(key, partition).exists()
+
+    @contextlib.contextmanager
+    def writer(self, key: Sequence[str], partition: str, schema: pl.Schema) -> Iterator[PartitionWriter]:
+        """Write a partition page by page; it replaces the old file only if the block completes."""
+        w = PartitionWriter(self.path(key, partition), schema)
+        try:
+            yield w
+        except BaseException:
+            w.abort()
+            raise
+        w.commit()
+
+    def write(self, frame: pl.DataFrame, key: Sequence[str], partition: str) -> UPath:
+        with self.writer(key, partition, frame.schema) as w:
+            w.write(frame)
+        return w.target
+
+    def read(self, key: Sequence[str], partition: str) -> pl.DataFrame:
+        path = self.path(key, partition)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"partition {partition} of {'/'.join(key)} has not been materialised ({path})"
+            )
+        with path.open("rb") as f:
+            return pl.read_parquet(f)
+
+    def scan(self, key: Sequence[str], partition: str) -> pl.LazyFrame:
+        """A lazy scan of one partition (reads only what the query needs)."""
+        path = self.path(key, partition)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"partition {partition} of {'/'.join(key)} has not been materialised ({path})"
+            )
+        if path.protocol in ("", "file", "local"):
+            return pl.scan_parquet(path.path)
+        return pl.scan_parquet(str(path), storage_options=dict(path.storage_options) or None)
+
+    def read_many(self, key: Sequence[str], partitions: Sequence[str]) -> pl.DataFrame:
+        """Several partitions concatenated; missing ones are skipped (a window may start before the data)."""
+        frames = [self.read(key, p) for p in partitions if self.exists(key, p)]
+        if not frames:
+            return pl.DataFrame()
+        return pl.concat(frames, how="vertical_relaxed")
+
+    def delete(self, key: Sequence[str], partition: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path(key, partition).unlink()
+

@@ -1,0 +1,33 @@
+"""Materialisation metadata the Dagster UI shows: column schemas and PII-masked previews."""
+
+from collections.abc import Iterable
+
+import dagster as dg
+import polars as pl
+
+#: Masked in previews: metadata is stored verbatim in the event log, which is no place for contact data.
+PII_ROLES = ("email", "first_name", "last_name", "phone")
+
+
+def table_schema(schema: pl.Schema, descriptions: dict[str, str] | None = None) -> dg.TableSchema:
+    descriptions = descriptions or {}
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(name=name, type=str(dtype), description=descriptions.get(name))
+            for name, dtype in schema.items()
+        ]
+    )
+
+
+def _mask(col: str) -> pl.Expr:
+    c = pl.col(col).cast(pl.String)
+    return pl.when(c.is_null()).then(None).otherwise(c.str.slice(0, 1) + pl.lit("***")).alias(col)
+
+
+def preview(frame: pl.DataFrame, masked: Iterable[str] = (), rows: int = 5) -> dg.MetadataValue:
+    """The first rows as a Markdown table, with personal columns reduced to their first character."""
+    masked = [c for c in masked if c in frame.columns]
+    head = frame.head(rows).with_columns(_mask(c) for c in masked)
+    with pl.Config(tbl_formatting="ASCII_MARKDOWN", tbl_hide_column_data_types=True,
+                   tbl_hide_dataframe_shape=True, tbl_rows=rows, tbl_cols=-1, fmt_str_lengths=40):
+        return dg.MetadataValue.md(str(head) if frame.height else "_(no rows in this partition)_")

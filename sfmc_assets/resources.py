@@ -1,0 +1,126 @@
+"""Dagster resources: the Marketing Cloud connection and the Parquet lake.
+
+Credentials come from the environment through `dg.EnvVar` (resolved in the run worker, never stored in
+the definition snapshot). With no credentials set, the Marketing Cloud resource talks to the local
+sandbox that `make run` (or `python -m sfmc_assets.sandboxes`) starts; it finds it through the discovery
+file the sandbox writes. Switching to a real tenant is setting the variables, no code change.
+"""
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from pydantic import Field, PrivateAttr
+
+from sfmc_assets.lib import settings
+from sfmc_assets.lib.lake import ParquetLake
+from sfmc_assets.lib.marketing_cloud import MarketingCloudClient, RetrySettings
+from sfmc_assets.lib.marketing_cloud.client import LogSink
+
+SFMC_ENV_VARS = ("SFMC_CLIENT_ID", "SFMC_CLIENT_SECRET", "SFMC_AUTH_BASE_URI")
+
+
+def _sandbox_discovery(path: Path, service: str, hint_vars: tuple[str, ...]) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise dg.Failure(
+            description=(
+                f"No {service} credentials are set ({', '.join(hint_vars)}) and no local sandbox is running "
+                f"(no discovery file at {path}). Start the sandboxes with `make run` or "
+                "`python -m sfmc_assets.sandboxes serve`, or set the variables to use the real service."
+            ),
+            allow_retries=False,
+        ) from None
+
+
+class MarketingCloudResource(dg.ConfigurableResource):
+    """A Marketing Cloud account (server-to-server installed package), or the local sandbox.
+
+    Leave `client_id` unset to use the sandbox. The secret is excluded from `repr` and never logged.
+    """
+
+    client_id: str | None = Field(default=None, description="Installed package client id (SFMC_CLIENT_ID).")
+    client_secret: str | None = Field(default=None, repr=False, description="Client secret (SFMC_CLIENT_SECRET).")
+    auth_base_uri: str | None = Field(
+        default=None,
+        description="Authentication base URI or bare subdomain (SFMC_AUTH_BASE_URI), "
+        "e.g. https://mcxxxx.auth.marketingcloudapis.com/",
+    )
+    account_id: str | None = Field(default=None, description="Business unit MID (SFMC_ACCOUNT_ID), optional.")
+    page_size: int = Field(default=2500, description="Rows per page (Marketing Cloud's maximum is 2500).")
+    max_concurrency: int = Field(default=4, description="Pages fetched in parallel per data extension.")
+    timeout_s: float = Field(default=120.0, description="Read timeout of one request.")
+    max_attempts: int = Field(default=8, description="Attempts per request (429, 5xx, timeouts, drops).")
+    max_retry_s: float = Field(default=300.0, description="Upper bound on the time spent retrying one request.")
+    backoff_initial_s: float = Field(default=1.0, description="First backoff step (exponential, jittered).")
+    sandbox_discovery_file: str | None = Field(
+        default=None, description="Where the local sandbox publishes its address (default under SFMC_ASSETS_HOME)."
+    )
+
+    _clients: list[MarketingCloudClient] = PrivateAttr(default_factory=list)
+
+    @property
+    def uses_sandbox(self) -> bool:
+        return not self.client_id
+
+    def _connection(self) -> dict[str, Any]:
+        if not self.uses_sandbox:
+            if not (self.client_secret and self.auth_base_uri):
+                raise dg.Failure(
+                    description="SFMC_CLIENT_ID is set but SFMC_CLIENT_SECRET or SFMC_AUTH_BASE_URI is not.",
+                    allow_retries=False,
+                )
+            return {"auth_base_uri": self.auth_base_uri, "client_id": self.client_id,
+                    "client_secret": self.client_secret, "account_id": self.account_id}
+        path = Path(self.sandbox_discovery_file or settings.sandbox_dir() / "marketing_cloud.json")
+        found = _sandbox_discovery(path, "Marketing Cloud", SFMC_ENV_VARS)
+        return {k: found.get(k) for k in ("auth_base_uri", "client_id", "client_secret", "account_id")}
+
+    def get_client(self, logger: LogSink | None = None) -> MarketingCloudClient:
+        """A client for this run (closed when the run's resources are torn down)."""
+        conn = self._connection()
+        client = MarketingCloudClient(
+            conn["auth_base_uri"], conn["client_id"], conn["client_secret"], conn.get("account_id"),
+            timeout=(10.0, self.timeout_s),
+            retry=RetrySettings(max_attempts=self.max_attempts, max_total_s=self.max_retry_s,
+                                backoff_initial_s=self.backoff_initial_s),
+            pool_size=self.max_concurrency + 2,
+            logger=logger,
+        )
+        self._clients.append(client)
+        return client
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        for client in self._clients:
+            client.close()
+        self._clients.clear()
+
+
+class LakeResource(dg.ConfigurableResource):
+    """Where partition files live: a local folder or any fsspec/UPath URI (SFMC_ASSETS_LAKE_URI)."""
+
+    base_uri: str = Field(description="Base location, e.g. /data/lake or s3://bucket/sfmc")
+
+    def lake(self) -> ParquetLake:
+        return ParquetLake(self.base_uri)
+
+
+def marketing_cloud_resource() -> MarketingCloudResource:
+    """Real credentials when SFMC_CLIENT_ID is set (as EnvVars, resolved at run time), else the sandbox."""
+    if os.environ.get("SFMC_CLIENT_ID"):
+        return MarketingCloudResource(
+            client_id=dg.EnvVar("SFMC_CLIENT_ID"),
+            client_secret=dg.EnvVar("SFMC_CLIENT_SECRET"),
+            auth_base_uri=dg.EnvVar("SFMC_AUTH_BASE_URI"),
+            account_id=dg.EnvVar("SFMC_ACCOUNT_ID") if os.environ.get("SFMC_ACCOUNT_ID") else None,
+        )
+    return MarketingCloudResource()
+
+
+def lake_resource() -> LakeResource:
+    if os.environ.get("SFMC_ASSETS_LAKE_URI"):
+        return LakeResource(base_uri=dg.EnvVar("SFMC_ASSETS_LAKE_URI"))
+    return LakeResource(base_uri=settings.lake_uri())

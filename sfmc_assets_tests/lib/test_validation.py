@@ -1,0 +1,82 @@
+"""The pandera contracts: each rule fails on the value that breaks it, quarantine splits rows."""
+
+import datetime as dt
+
+import polars as pl
+import pytest
+
+from sfmc_assets.lib.config import load_config
+from sfmc_assets.lib.marketing_cloud.types import typed_frame
+from sfmc_assets.lib.schemas import contract
+from sfmc_assets.lib.transforms import clean
+from sfmc_assets.lib.validation import REJECTION_REASONS, validate
+
+UTC = dt.timezone.utc
+CONFIG = load_config()
+CONTACTS = CONFIG.data_extension("contacts")
+START = dt.datetime(2026, 10, 2, tzinfo=UTC)
+END = START + dt.timedelta(days=1)
+CONTRACT = contract(CONTACTS.kind_def, START, END)
+
+
+def frame(n: int = 4, **overrides: list[str]) -> pl.DataFrame:
+    base = {
+        "SubscriberKey": [f"S{i}" for i in range(n)], "EmailAddress": [f"c{i}@example.com" for i in range(n)],
+        "FirstName": ["A"] * n, "LastName": ["B"] * n, "CustomerStage": ["New"] * n, "OptIn": ["True"] * n,
+        "TotalOrders": ["1"] * n, "LifetimeValue": ["5.00"] * n, "LastOrderDate": [""] * n,
+        "Locale": [""] * n, "MobilePhone": [""] * n, "ModifiedDate": ["10/2/2026 1:00:00 AM"] * n,
+    }
+    raw = typed_frame(pl.DataFrame(base | overrides), CONTACTS.fields, -6.0)
+    return clean(raw, CONTACTS, END).frame
+
+
+def test_clean_partition_passes() -> None:
+    gate = validate(frame(), CONTRACT)
+    assert gate.within(0.0) and gate.failing_rows == 0 and gate.valid.height == 4
+
+
+@pytest.mark.parametrize(
+    ("overrides", "rule", "value"),
+    [
+        ({"EmailAddress": ["not-an-email", "b@x.io", "c@x.io", "d@x.io"]}, "email: str_matches", "n***"),
+        ({"CustomerStage": ["VIP", "New", "New", "New"]}, "lifecycle_stage: isin", "VIP"),
+        ({"TotalOrders": ["-1", "1", "1", "1"]}, "total_orders: greater_than_or_equal_to(0)", "-1"),
+        ({"ModifiedDate": ["10/3/2026 6:00:00 PM", *["10/2/2026 1:00:00 AM"] * 3]},
+         "modified_at: in_range(2026-10-02 00:00:00+00:00, 2026-10-03", "2026-10-04"),
+        ({"OptIn": ["Yes", "True", "True", "True"]}, "_parse_errors: values_parse", "OptIn: 'Yes'"),
+        ({"EmailAddress": ["", "b@x.io", "c@x.io", "d@x.io"]}, "email: not_nullable", None),
+    ],
+)
+def test_each_rule_names_the_failing_value(overrides: dict[str, list[str]], rule: str, value: str | None) -> None:
+    gate = validate(frame(**overrides), CONTRACT)
+    assert not gate.within(0.0)
+    assert gate.failing_rows == 1 and gate.valid.height == 3
+    assert any(r.startswith(rule) for r in gate.failures_by_rule()), gate.failures_by_rule()
+    sample = gate.sample()
+    if value is not None:
+        assert any(value in (v or "") for v in sample["value"].to_list()), sample
+    assert gate.quarantined[REJECTION_REASONS][0].startswith(rule.split(":")[0])
+
+
+def test_duplicate_keys_with_conflicting_values_fail_uniqueness() -> None:
+    df = frame(SubscriberKey=["S0", "S0", "S2", "S3"], CustomerStage=["New", "Loyal", "New", "New"])
+    gate = validate(df, CONTRACT)
+    assert "contact_key: field_uniqueness" in gate.failures_by_rule()
+    assert gate.failing_rows == 2
+
+
+def test_tolerance_lets_valid_rows_through_and_quarantines_the_rest() -> None:
+    gate = validate(frame(EmailAddress=["bad", "b@x.io", "c@x.io", "d@x.io"]), CONTRACT)
+    assert not gate.within(0.0)
+    assert gate.within(0.25) and not gate.within(0.2)
+    assert gate.valid["contact_key"].to_list() == ["S1", "S2", "S3"]
+
+
+def test_missing_column_always_blocks() -> None:
+    gate = validate(frame().drop("opt_in"), CONTRACT)
+    assert gate.blocking_schema_errors and not gate.within(1.0)
+
+
+def test_sample_masks_personal_columns() -> None:
+    gate = validate(frame(EmailAddress=["secret.person@nowhere", "b@x.io", "c@x.io", "d@x.io"]), CONTRACT)
+    assert "secret.person" not in str(gate.sample())
