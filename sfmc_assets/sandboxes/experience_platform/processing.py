@@ -1,0 +1,159 @@
+"""Batch promotion: read a completed batch's files, validate every row, decide success or failure.
+
+Kept free of HTTP and locking so the worker can run it outside the state lock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .schemas import CODE_CORRUPT, CODE_REQUIRED, RowError, Validator
+
+MAX_ROW_ERRORS_KEPT = 200  # diagnostics kept per batch; counts are always exact
+
+CODE_EMPTY = "106"  # legacy code Platform still reports for an empty file (doc §2.6)
+CODE_UNDIAGNOSED = "INGEST-1211-400"
+CODE_DIAGNOSED = "INGEST-1212-400"
+DESCRIPTIONS = {
+    CODE_EMPTY: "Dataset file is empty. Please upload file with data.",
+    CODE_UNDIAGNOSED: (
+        "Encountered errors while parsing, converting or otherwise validating the data. Please resend the "
+        "data with error diagnostics enabled to collect additional information on failure types"
+    ),
+    CODE_CORRUPT: "The row has corrupted data and cannot be read or parsed. Fix the corrupted data and try again.",
+    CODE_REQUIRED: (
+        "A required field is either missing or has a value of null. Add the required field to the input row "
+        "and try again."
+    ),
+}
+
+
+@dataclass
+class Outcome:
+    """What promotion decided for one batch."""
+
+    status: str
+    metrics: dict[str, int]
+    errors: list[dict[str, Any]]
+    records: list[dict[str, Any]] = field(default_factory=list)
+    row_errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _rows_from_file(path: Path, fmt: str, multiline: bool) -> tuple[list[Any], list[RowError], bool]:
+    """Return (rows, file-level row errors, from_parquet); unreadable rows become 1401 errors."""
+    if fmt == "parquet":
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowException, OSError) as exc:
+            return (
+                [],
+                [RowError(CODE_CORRUPT, "#", "parquet", f"file cannot be read as Parquet: {exc}")],
+                True,
+            )
+        return table.to_pylist(), [], True
+    data = path.read_bytes()
+    if multiline:
+        try:
+            parsed = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            return [], [RowError(CODE_CORRUPT, "#", "json", f"file is not valid JSON: {exc}")], False
+        return (parsed if isinstance(parsed, list) else [parsed]), [], False
+    rows: list[Any] = []
+    errors: list[RowError] = []
+    for line in data.splitlines():
+        if not line.strip():
+            continue
+        try:
+            rows.append(orjson.loads(line))
+        except orjson.JSONDecodeError:
+            # Kept in place so row numbers stay true; a JSON array sent without isMultiLineJson ends here.
+            rows.append(_Corrupt(line[:200].decode("utf-8", "replace")))
+    return rows, errors, False
+
+
+@dataclass
+class _Corrupt:
+    text: str
+
+
+def promote(
+    files: list[tuple[str, Path]],
+    *,
+    fmt: str,
+    multiline: bool,
+    validator: Validator,
+    diagnostics: bool,
+    partial_percent: float | None,
+) -> Outcome:
+    """Validate every row of every file and decide the batch's fate like Platform does (doc §2.6).
+
+    Without partial ingestion any bad row fails the whole batch; with ``enableErrorDiagnostics`` and
+    ``partialIngestionPercent`` the batch succeeds while bad rows stay within that percentage.
+    """
+    size = sum(p.stat().st_size for _, p in files)
+    metrics = {"inputByteSize": size, "inputFileCount": len(files), "inputRecordCount": 0}
+    empty = [name for name, p in files if p.stat().st_size == 0]
+    if not files or empty:
+        metrics.update(outputRecordCount=0, failedRecordCount=0)
+        return Outcome(
+            "failed", metrics, [{"code": CODE_EMPTY, "description": DESCRIPTIONS[CODE_EMPTY], "rows": []}]
+        )
+
+    good: list[dict[str, Any]] = []
+    row_errors: list[dict[str, Any]] = []
+    failed_by_code: dict[str, int] = {}
+    total = 0
+    for name, path in files:
+        rows, file_errors, from_parquet = _rows_from_file(path, fmt, multiline)
+        if file_errors:  # the whole file is one corrupted "row"
+            total += 1
+            failed_by_code[CODE_CORRUPT] = failed_by_code.get(CODE_CORRUPT, 0) + 1
+            row_errors.append({"file": name, "row": None, "errors": [e.as_dict() for e in file_errors]})
+            continue
+        for index, row in enumerate(rows):
+            total += 1
+            if isinstance(row, _Corrupt):
+                errs = [RowError(CODE_CORRUPT, "#", "json", f"row is not valid JSON: {row.text}")]
+                record = None
+            else:
+                record, errs = validator.validate(row, from_parquet=from_parquet)
+            if record is not None:
+                good.append(record)
+                continue
+            code = errs[0].code
+            failed_by_code[code] = failed_by_code.get(code, 0) + 1
+            if len(row_errors) < MAX_ROW_ERRORS_KEPT:
+                row_errors.append({"file": name, "row": index, "errors": [e.as_dict() for e in errs]})
+
+    failed = total - len(good)
+    metrics.update(inputRecordCount=total, failedRecordCount=failed)
+    if failed == 0:
+        metrics["outputRecordCount"] = len(good)
+        return Outcome("success", metrics, [], good, row_errors)
+
+    tolerated = (
+        diagnostics
+        and partial_percent is not None
+        and total > 0
+        and failed * 100.0 / total <= partial_percent
+    )
+    if not diagnostics:
+        errors = [{"code": CODE_UNDIAGNOSED, "description": DESCRIPTIONS[CODE_UNDIAGNOSED]}]
+    else:
+        summary = f"Encountered {failed} errors in the data. Successfully ingested {len(good) if tolerated else 0} rows. Please review the associated diagnostic files for more details."
+        errors = [{"code": CODE_DIAGNOSED, "description": summary}]
+        errors += [
+            {"code": code, "description": DESCRIPTIONS[code], "recordCount": count}
+            for code, count in sorted(failed_by_code.items())
+        ]
+    if tolerated:
+        metrics["outputRecordCount"] = len(good)
+        return Outcome("success", metrics, errors, good, row_errors)
+    metrics["outputRecordCount"] = 0
+    return Outcome("failed", metrics, errors, [], row_errors)
