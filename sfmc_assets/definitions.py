@@ -6,18 +6,27 @@ every asset (owners, tags, freshness) are applied here, once, rather than in eac
 fourth data extension without code).
 """
 
+import warnings
+
 import dagster as dg
 
 from sfmc_assets.defs.clean.assets import build_clean_asset
-from sfmc_assets.defs.clean.assets import CLEAN_GROUP
-from sfmc_assets.defs.marketing_cloud.assets import RAW_GROUP, build_raw_asset
+from sfmc_assets.defs.marketing_cloud.assets import build_raw_asset
 from sfmc_assets.defs.schedules import build_daily_job, build_daily_schedule
 from sfmc_assets.lib.config import ProjectConfig, load_config
 from sfmc_assets.resources import lake_resource, marketing_cloud_resource
 
 
 def build_definitions(config: ProjectConfig | None = None) -> dg.Definitions:
-    config = config or load_config()
+    with warnings.catch_warnings():
+        # Used on purpose, each explained where used: single-run backfills (Beta), per-day check results
+        # (Preview), pandera's TableSchema for the catalog (Beta).
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return _build(config or load_config())
+
+
+def _build(config: ProjectConfig) -> dg.Definitions:
     raw_assets = [build_raw_asset(de, config) for de in config.data_extensions]
     clean_assets = [build_clean_asset(de, config) for de in config.data_extensions]
     # One daily job per partitions definition (data extensions may start on different days).

@@ -7,7 +7,7 @@ quarantine table with their reasons and the valid rows go on.
 """
 
 import time
-import warnings
+from collections.abc import Iterator
 
 import dagster as dg
 import polars as pl
@@ -15,9 +15,10 @@ from dagster_pandera import pandera_schema_to_dagster_type
 
 from sfmc_assets.defs.marketing_cloud.assets import raw_key
 from sfmc_assets.defs.partitions import daily_partitions
+from sfmc_assets.defs.ranges import DayResult, report
 from sfmc_assets.lib.config import DataExtensionConfig, ProjectConfig
 from sfmc_assets.lib.extract import Window
-from sfmc_assets.lib.metadata import PII_ROLES, preview, table_schema
+from sfmc_assets.lib.metadata import PII_ROLES, preview
 from sfmc_assets.lib.schemas import MODELS, contract
 from sfmc_assets.lib.transforms import clean
 from sfmc_assets.lib.validation import GateResult, validate
@@ -38,9 +39,7 @@ def quarantine_key(de: DataExtensionConfig) -> list[str]:
 
 def _column_schema(de: DataExtensionConfig) -> dg.TableSchema:
     """Columns and rules of the contract, shown in the catalog before the first run."""
-    with warnings.catch_warnings():  # Beta API, used only to derive the catalog's column schema
-        warnings.simplefilter("ignore", dg.BetaWarning)
-        schema = pandera_schema_to_dagster_type(MODELS[de.kind]).metadata["schema"].schema
+    schema = pandera_schema_to_dagster_type(MODELS[de.kind]).metadata["schema"].schema
     roles = {r.name: r for r in de.kind_def.roles}
     return dg.TableSchema(
         columns=[
@@ -91,12 +90,21 @@ def _known_contacts_check(
     )
 
 
+def _partitioned_check(
+    name: str, key: dg.AssetKey, partitions_def: dg.PartitionsDefinition, *, blocking: bool, description: str
+) -> dg.AssetCheckSpec:
+    """A check whose result is kept per day (`partitions_def` on checks is a Dagster preview feature)."""
+    return dg.AssetCheckSpec(name, asset=key, blocking=blocking, description=description,
+                             partitions_def=partitions_def)
+
+
 def build_clean_asset(de: DataExtensionConfig, config: ProjectConfig) -> dg.AssetsDefinition:
     key = clean_key(de)
     contacts = next((d for d in config.data_extensions if d.kind == "contacts"), None)
+    partitions_def = daily_partitions(config.start_date_of(de))
     check_specs = [
-        dg.AssetCheckSpec(
-            CONTRACT_CHECK, asset=key, blocking=True,
+        _partitioned_check(
+            CONTRACT_CHECK, key, partitions_def, blocking=True,
             description=f"pandera contract {MODELS[de.kind].__name__}: types, nullability, unique "
             f"{de.kind_def.key_role}, e-mail format, enum values, ranges, delta inside the partition day, "
             "values that parse. Blocks the partition (nothing written, nothing downstream) when more than "
@@ -104,11 +112,10 @@ def build_clean_asset(de: DataExtensionConfig, config: ProjectConfig) -> dg.Asse
         )
     ]
     if contacts is not None and de.kind != "contacts":
-        check_specs.append(dg.AssetCheckSpec(
-            KNOWN_CONTACTS_CHECK, asset=key, blocking=False,
+        check_specs.append(_partitioned_check(
+            KNOWN_CONTACTS_CHECK, key, partitions_def, blocking=False,
             description=f"Warns when events refer to contacts unknown to `{contacts.name}` (cross-table).",
         ))
-    partitions_def = daily_partitions(config.start_date_of(de))
 
     @dg.asset(
         key=key,
@@ -126,56 +133,65 @@ def build_clean_asset(de: DataExtensionConfig, config: ProjectConfig) -> dg.Asse
         ),
         metadata={"dagster/column_schema": _column_schema(de), "quarantine_tolerance": de.quarantine_tolerance},
         check_specs=check_specs,
+        backfill_policy=dg.BackfillPolicy.single_run(),
         code_version="1",
     )
-    def _clean(context: dg.AssetExecutionContext, lake: LakeResource):  # noqa: ANN202 - generator of events
-        started = time.monotonic()
-        partition = context.partition_key
-        window = Window.day(partition)
-        store = lake.lake()
-        raw = store.scan(raw_key(de).path, partition)
-        cleaned = clean(raw, de, as_of=window.end)
-        gate = validate(cleaned.frame, contract(de.kind_def, window.start, window.end))
-        gate_md = _gate_metadata(gate, de.quarantine_tolerance)
-        quarantine_path = store.path(quarantine_key(de), partition)
-        if gate.failing_rows:
-            store.write(gate.quarantined, quarantine_key(de), partition)
-            gate_md["quarantine_uri"] = str(quarantine_path)
-        else:
-            store.delete(quarantine_key(de), partition)
-        if not gate.within(de.quarantine_tolerance):
-            rules = ", ".join(f"{rule} ({n})" for rule, n in list(gate.failures_by_rule().items())[:5])
-            yield dg.AssetCheckResult(check_name=CONTRACT_CHECK, passed=False, metadata=gate_md,
-                                      description=f"{gate.failing_rows} of {gate.rows_checked} rows fail: {rules}")
-            raise dg.Failure(
-                description=(
-                    f"Data extension {de.external_key}, partition {partition}: the {CONTRACT_CHECK} gate "
-                    f"failed ({gate.failing_rows} of {gate.rows_checked} rows; tolerance "
-                    f"{de.quarantine_tolerance:.0%}"
-                    f"{'; columns or types are wrong' if gate.blocking_schema_errors else ''}): {rules}. "
-                    "Nothing was written; downstream assets do not run for this partition."
-                ),
-                metadata=gate_md,
-                allow_retries=False,
-            )
-        path = store.write(gate.valid, key.path, partition)
-        checks = [dg.AssetCheckResult(check_name=CONTRACT_CHECK, passed=True, metadata=gate_md,
-                                      description=f"{gate.valid.height} rows pass; {gate.failing_rows} quarantined")]
-        if contacts is not None and de.kind != "contacts":
-            partitions = partitions_def.get_partition_keys(current_time=window.end)
-            checks.append(_known_contacts_check(gate.valid, contacts, lake, partitions, key))
-        yield dg.MaterializeResult(
-            metadata={
-                "dagster/partition_row_count": gate.valid.height,
-                "dagster/uri": str(path),
-                "preview": preview(gate.valid, [r for r in PII_ROLES if r in gate.valid.columns]),
-                "column_schema_runtime": table_schema(gate.valid.schema),
-                "rows_in": cleaned.frame.height + cleaned.removed,
-                "duplicates_removed": cleaned.removed,
-                "rows_quarantined": gate.failing_rows,
-                "duration_s": round(time.monotonic() - started, 3),
-            },
-            check_results=checks,
-        )
+    def _clean(context: dg.AssetExecutionContext, lake: LakeResource) -> Iterator[dg.MaterializeResult]:
+        days = [_clean_day(p, de, lake, contacts, partitions_def) for p in context.partition_keys]
+        yield from report(context, key, days)
 
     return _clean
+
+
+def _clean_day(
+    partition: str,
+    de: DataExtensionConfig,
+    lake: LakeResource,
+    contacts: DataExtensionConfig | None,
+    partitions_def: dg.DailyPartitionsDefinition,
+) -> DayResult:
+    """Clean and gate one day; write it only if the gate lets it through."""
+    started = time.monotonic()
+    key = clean_key(de)
+    window = Window.day(partition)
+    store = lake.lake()
+    cleaned = clean(store.scan(raw_key(de).path, partition), de, as_of=window.end)
+    gate = validate(cleaned.frame, contract(de.kind_def, window.start, window.end))
+    gate_md = _gate_metadata(gate, de.quarantine_tolerance)
+    if gate.failing_rows:
+        store.write(gate.quarantined, quarantine_key(de), partition)
+        gate_md["quarantine_uri"] = str(store.path(quarantine_key(de), partition))
+    else:
+        store.delete(quarantine_key(de), partition)
+    rules = ", ".join(f"{rule} ({n})" for rule, n in list(gate.failures_by_rule().items())[:5])
+    if not gate.within(de.quarantine_tolerance):
+        return DayResult(
+            partition,
+            checks=[dg.AssetCheckResult(check_name=CONTRACT_CHECK, passed=False, metadata=gate_md,
+                                        description=f"{gate.failing_rows} of {gate.rows_checked} rows fail: {rules}")],
+            failure=(
+                f"Data extension {de.external_key}, partition {partition}: the {CONTRACT_CHECK} gate failed "
+                f"({gate.failing_rows} of {gate.rows_checked} rows; tolerance {de.quarantine_tolerance:.0%}"
+                f"{'; columns or types are wrong' if gate.blocking_schema_errors else ''}): {rules}. "
+                "Nothing was written; downstream assets do not run for this partition."
+            ),
+        )
+    path = store.write(gate.valid, key.path, partition)
+    checks = [dg.AssetCheckResult(check_name=CONTRACT_CHECK, passed=True, metadata=gate_md,
+                                  description=f"{gate.valid.height} rows pass; {gate.failing_rows} quarantined")]
+    if contacts is not None and de.kind != "contacts":
+        checks.append(_known_contacts_check(
+            gate.valid, contacts, lake, partitions_def.get_partition_keys(current_time=window.end), key))
+    return DayResult(
+        partition,
+        metadata={
+            "dagster/partition_row_count": gate.valid.height,
+            "dagster/uri": str(path),
+            "preview": preview(gate.valid, [r for r in PII_ROLES if r in gate.valid.columns]),
+            "rows_in": cleaned.frame.height + cleaned.removed,
+            "duplicates_removed": cleaned.removed,
+            "rows_quarantined": gate.failing_rows,
+            "duration_s": round(time.monotonic() - started, 3),
+        },
+        checks=checks,
+    )

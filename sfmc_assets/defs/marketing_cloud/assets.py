@@ -6,16 +6,20 @@ judged here; that is the clean layer's job, so a raw partition can always be com
 """
 
 import time
+from collections.abc import Iterator
 
 import dagster as dg
 import polars as pl
 
 from sfmc_assets.defs.partitions import daily_partitions
+from sfmc_assets.defs.ranges import DayResult, report
 from sfmc_assets.lib.config import DataExtensionConfig, ProjectConfig
 from sfmc_assets.lib.extract import Window, extract_window
+from sfmc_assets.lib.lake import ParquetLake
 from sfmc_assets.lib.marketing_cloud import (
     AuthenticationError,
     DataExtensionNotFoundError,
+    MarketingCloudClient,
     MarketingCloudError,
     SchemaDriftError,
 )
@@ -68,53 +72,72 @@ def build_raw_asset(de: DataExtensionConfig, config: ProjectConfig) -> dg.Assets
         ),
         metadata=static_metadata,
         pool=SFMC_POOL,
+        backfill_policy=dg.BackfillPolicy.single_run(),
         code_version="1",
     )
     def _raw(
         context: dg.AssetExecutionContext, marketing_cloud: MarketingCloudResource, lake: LakeResource
-    ) -> dg.MaterializeResult:
-        window = Window.day(context.partition_key)
-        store = lake.lake()
-        key_path = raw_key(de).path
+    ) -> Iterator[dg.MaterializeResult]:
         client = marketing_cloud.get_client(context.log)
-        started = time.monotonic()
-        try:
-            result = extract_window(
-                client, de, window,
-                lambda schema: store.writer(key_path, context.partition_key, schema),
-                utc_offset=config.source.offset,
-                page_size=marketing_cloud.page_size,
-                concurrency=marketing_cloud.max_concurrency,
-            )
-        except MarketingCloudError as exc:
-            exc.with_context(data_extension=de.external_key)
-            raise dg.Failure(
-                description=f"Extracting {de.external_key} for partition {context.partition_key} "
-                f"(window {window}) failed: {exc}",
-                metadata={"window": str(window), "data_extension": de.external_key},
-                # Wrong credentials, an unknown key or drift need a person; anything else may pass later.
-                allow_retries=not isinstance(exc, (AuthenticationError, DataExtensionNotFoundError, SchemaDriftError)),
-            ) from None
-        scan = store.scan(key_path, context.partition_key)
-        parse_failures = scan.filter(pl.col(PARSE_ERRORS).is_not_null()).select(pl.len()).collect().item()
-        head = scan.head(5).collect()
-        return dg.MaterializeResult(
-            metadata={
-                "dagster/partition_row_count": result.rows,
-                "dagster/column_schema": table_schema(head.schema, _column_descriptions(de)),
-                "dagster/uri": str(store.path(key_path, context.partition_key)),
-                "preview": preview(head, masked),
-                "window_start_utc": window.start.isoformat(),
-                "window_end_utc": window.end.isoformat(),
-                "sfmc_filter": result.filter,
-                "sfmc_reported_count": result.count,
-                "pages": result.pages,
-                "api_calls": result.api_calls,
-                "retries": result.retries,
-                "read_attempts": result.attempts,
-                "rows_with_parse_errors": parse_failures,
-                "duration_s": round(time.monotonic() - started, 3),
-            }
-        )
+        days: list[DayResult] = []
+        for partition in context.partition_keys:
+            day, fatal = _extract_day(partition, client, marketing_cloud, lake.lake(), de, config, masked)
+            days.append(day)
+            if fatal:
+                # Wrong credentials, an unknown key or drift fail every day the same way: stop asking.
+                days += [DayResult(p, failure=day.failure) for p in context.partition_keys[len(days):]]
+                break
+        yield from report(context, raw_key(de), days)
 
     return _raw
+
+
+def _extract_day(
+    partition: str,
+    client: MarketingCloudClient,
+    marketing_cloud: MarketingCloudResource,
+    store: ParquetLake,
+    de: DataExtensionConfig,
+    config: ProjectConfig,
+    masked: list[str],
+) -> tuple[DayResult, bool]:
+    """Extract one UTC day into its partition file.
+
+    A failure is returned (named, with whether it is fatal for every other day too), not raised, so a
+    ranged run reports the days that did succeed.
+    """
+    window = Window.day(partition)
+    key_path = raw_key(de).path
+    started = time.monotonic()
+    try:
+        result = extract_window(
+            client, de, window,
+            lambda schema: store.writer(key_path, partition, schema),
+            utc_offset=config.source.offset,
+            page_size=marketing_cloud.page_size,
+            concurrency=marketing_cloud.max_concurrency,
+        )
+    except MarketingCloudError as exc:
+        exc.with_context(data_extension=de.external_key)
+        failure = f"Extracting {de.external_key} for partition {partition} (window {window}) failed: {exc}"
+        fatal = isinstance(exc, (AuthenticationError, DataExtensionNotFoundError, SchemaDriftError))
+        return DayResult(partition, failure=failure), fatal
+    scan = store.scan(key_path, partition)
+    parse_failures = scan.filter(pl.col(PARSE_ERRORS).is_not_null()).select(pl.len()).collect().item()
+    head = scan.head(5).collect()
+    return DayResult(partition, metadata={
+        "dagster/partition_row_count": result.rows,
+        "dagster/column_schema": table_schema(head.schema, _column_descriptions(de)),
+        "dagster/uri": str(store.path(key_path, partition)),
+        "preview": preview(head, masked),
+        "window_start_utc": window.start.isoformat(),
+        "window_end_utc": window.end.isoformat(),
+        "sfmc_filter": result.filter,
+        "sfmc_reported_count": result.count,
+        "pages": result.pages,
+        "api_calls": result.api_calls,
+        "retries": result.retries,
+        "read_attempts": result.attempts,
+        "rows_with_parse_errors": parse_failures,
+        "duration_s": round(time.monotonic() - started, 3),
+    }), False

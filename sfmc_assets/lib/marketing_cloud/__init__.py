@@ -4,7 +4,11 @@ It knows nothing about Dagster or the sandbox: point it at a real tenant's authe
 the local sandbox, it speaks the same protocol to both.
 """
 
-from sfmc_assets.lib.marketing_cloud.client import MarketingCloudClient, RetrySettings, normalize_auth_base_uri
+from sfmc_assets.lib.marketing_cloud.client import (
+    MarketingCloudClient,
+    RetrySettings,
+    normalize_auth_base_uri,
+)
 from sfmc_assets.lib.marketing_cloud.errors import (
     AuthenticationError,
     DataExtensionNotFoundError,

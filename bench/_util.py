@@ -1,0 +1,68 @@
+"""Helpers shared by the scenarios: sandbox processes, worker processes, machine description."""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def machine() -> dict[str, object]:
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+    }
+
+
+@contextmanager
+def sandbox_process(rows: dict[str, int], start: str, end: str) -> Iterator[dict[str, object]]:
+    """A Marketing Cloud sandbox in its own process (so it does not share the client's GIL)."""
+    with tempfile.TemporaryDirectory(prefix="sfmc_bench_") as tmp:
+        state = Path(tmp)
+        args = [sys.executable, "-m", "sfmc_assets.sandboxes", "serve", "--state-dir", str(state),
+                "--no-experience-platform", "--start", start, "--end", end]
+        for key, n in rows.items():
+            args += ["--rows", f"{key}={n}"]
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+        discovery = state / "marketing_cloud.json"
+        try:
+            deadline = time.monotonic() + 600
+            while not discovery.exists():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the sandbox did not start")
+                time.sleep(0.2)
+            yield json.loads(discovery.read_text())
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def run_worker(module: str, payload: dict[str, object]) -> dict[str, object]:
+    """Run `python -m <module>` with a JSON payload on stdin; it prints one JSON result line."""
+    out = subprocess.run([sys.executable, "-m", module], input=json.dumps(payload), capture_output=True,
+                         text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"{module} failed:\n{out.stderr[-4000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def save(name: str, result: dict[str, object]) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return path

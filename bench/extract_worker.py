@@ -1,0 +1,70 @@
+"""One extraction in a fresh process: `ours` (the project's extract) or `floor` (fetch + JSON decode only).
+
+Reads a JSON payload on stdin, prints a JSON result line with rows, seconds and peak RSS.
+"""
+
+import datetime as dt
+import json
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import orjson
+
+from bench._util import peak_rss_mb
+from sfmc_assets.lib.config import load_config
+from sfmc_assets.lib.extract import Window, extract_window, window_filter
+from sfmc_assets.lib.lake import ParquetLake
+from sfmc_assets.lib.marketing_cloud import MarketingCloudClient
+
+
+def _client(p: dict) -> MarketingCloudClient:
+    return MarketingCloudClient(p["auth_base_uri"], p["client_id"], p["client_secret"],
+                                pool_size=p["concurrency"] + 2)
+
+
+def ours(p: dict) -> int:
+    de = load_config().data_extension(p["data_extension"])
+    window = Window(dt.datetime.fromisoformat(p["start"]).replace(tzinfo=dt.timezone.utc),
+                    dt.datetime.fromisoformat(p["end"]).replace(tzinfo=dt.timezone.utc))
+    with tempfile.TemporaryDirectory() as tmp, _client(p) as client:
+        lake = ParquetLake(tmp)
+        result = extract_window(client, de, window, lambda s: lake.writer(["bench"], "p", s),
+                                utc_offset=dt.timedelta(hours=-6), concurrency=p["concurrency"])
+        return result.rows
+
+
+def floor(p: dict) -> int:
+    """The same pages with the same concurrency, only JSON-decoded: what any client must at least pay."""
+    de = load_config().data_extension(p["data_extension"])
+    window = Window(dt.datetime.fromisoformat(p["start"]).replace(tzinfo=dt.timezone.utc),
+                    dt.datetime.fromisoformat(p["end"]).replace(tzinfo=dt.timezone.utc))
+    flt = window_filter(de.delta_column, window, dt.timedelta(hours=-6))
+    with _client(p) as client:
+        first = client.get_json(f"data/v1/customobjectdata/key/{de.external_key}/rowset",
+                                {"$page": 1, "$pageSize": 2500, "$filter": flt,
+                                 "$orderBy": f"{de.primary_key[0]} asc"})
+        count, token = int(first["count"]), first["requestToken"]
+        pages = -(-count // 2500)
+
+        def fetch(n: int) -> int:
+            url = f"{client.rest_base}data/v1/customobjectdata/token/{token}/rowset?$page={n}"
+            resp = client._session.get(url, headers={"Authorization": f"Bearer {client._access_token()}"})
+            return len(orjson.loads(resp.content).get("items") or [])
+
+        with ThreadPoolExecutor(p["concurrency"]) as pool:
+            return len(first.get("items") or []) + sum(pool.map(fetch, range(2, pages + 1)))
+
+
+def main() -> None:
+    payload = json.loads(sys.stdin.read())
+    started = time.perf_counter()
+    rows = {"ours": ours, "floor": floor}[payload["mode"]](payload)
+    seconds = time.perf_counter() - started
+    print(json.dumps({"mode": payload["mode"], "rows": rows, "seconds": round(seconds, 3),
+                      "rows_per_s": round(rows / seconds), "peak_rss_mb": round(peak_rss_mb(), 1)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""A local Salesforce Marketing Cloud: the project's embedded default and its test target.
+
+`MarketingCloudSandbox(state_dir).start()` serves, on loopback, the token endpoint, the data extension
+rowset and metadata routes and the upsert route with Marketing Cloud's wire formats, over a
+deterministic tenant of three data extensions (contacts, campaign engagement, web activities) stored
+in DuckDB. Fault knobs make it throttle, fail, drop connections, expire tokens, serve broken pages or
+change rows and columns under a reader. See `server.py` for routes and `tenant.py` for the data.
+"""
+
+import datetime as dt
+import secrets
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from .faults import Fault
+from .server import SandboxServer
+from .tenant import DEFAULT_ROWS, SERVER_OFFSET, DataExtension, Field, Tenant, _ident
+
+__all__ = ["DEFAULT_ROWS", "Fault", "MarketingCloudSandbox"]
+
+ACCOUNT_ID = "510000001"
+BAD_ROW_KINDS = ("invalid_email", "missing_required", "duplicate_key", "unparseable_date", "unparseable_number",
+                 "unparseable_boolean", "unmapped_value")
+
+
+class MarketingCloudSandbox:
+    """One sandbox tenant served over HTTP on loopback."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        seed: int = 7,
+        start: dt.date | None = None,
+        end: dt.date | None = None,
+        rows: Mapping[str, int] | None = None,
+        client_id: str = "sandbox-client-id",
+        client_secret: str | None = None,
+        token_ttl_seconds: float = 1200.0,
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        today = dt.datetime.now(dt.timezone.utc).date()
+        self.data_end = end or today
+        self.data_start = start or (self.data_end - dt.timedelta(days=30))
+        self.client_id = client_id
+        self.client_secret = client_secret or self._persisted_secret()
+        self.account_id = ACCOUNT_ID
+        self.token_ttl_seconds = token_ttl_seconds
+        self.tenant = Tenant(self.state_dir / "tenant.duckdb", seed=seed, start=self.data_start, end=self.data_end,
+                             rows={**DEFAULT_ROWS, **(rows or {})})
+        self._server = SandboxServer((host, port), self)
+        self._thread: threading.Thread | None = None
+
+    def _persisted_secret(self) -> str:
+        path = self.state_dir / "client_secret"
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(24), encoding="utf-8")
+            path.chmod(0o600)
+        return path.read_text(encoding="utf-8").strip()
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/"
+
+    @property
+    def faults(self) -> Any:
+        return self._server.faults
+
+    def start(self) -> "MarketingCloudSandbox":
+        self._thread = threading.Thread(target=self._server.serve_forever, name="mc-sandbox", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread:
+            self._thread.join(timeout=5)
+        self.tenant.close()
+
+    def __enter__(self) -> "MarketingCloudSandbox":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def discovery(self) -> dict[str, Any]:
+        return {"auth_base_uri": self.url, "client_id": self.client_id, "client_secret": self.client_secret,
+                "account_id": self.account_id}
+
+    # -- knobs ----------------------------------------------------------------------------------------
+
+    def set_faults(self, faults: Sequence[Fault]) -> None:
+        self._server.faults.set(list(faults))
+
+    def clear_faults(self) -> None:
+        self._server.faults.clear()
+
+    def expire_tokens(self) -> None:
+        with self._server.lock:
+            self._server.tokens.clear()
+
+    def stats(self) -> dict[str, int]:
+        with self._server.stats_lock:
+            return dict(self._server.stats)
+
+    def reset_stats(self) -> None:
+        with self._server.stats_lock:
+            self._server.stats.clear()
+
+    # -- data -----------------------------------------------------------------------------------------
+
+    def ground_truth(self, key: str, start_utc: dt.datetime | None = None,
+                     end_utc: dt.datetime | None = None) -> pl.DataFrame:
+        return self.tenant.ground_truth(key, start_utc, end_utc)
+
+    def upsert_rows(self, key: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        self.tenant.upsert(key, rows)
+
+    def delete_rows(self, key: str, where_sql: str, params: Sequence[Any] | None = None) -> int:
+        de = self.tenant.get(key)
+        before = self.tenant.count(de)
+        self.tenant.execute(f"DELETE FROM {de.table} WHERE {where_sql}", params)
+        return before - self.tenant.count(de)
+
+    def alter_schema(self, key: str, *, add: Mapping[str, str] | None = None, drop: Sequence[str] | None = None,
+                     retype: Mapping[str, str] | None = None) -> None:
+        self.tenant.alter(key, add=add, drop=drop, retype=retype)
+
+    def create_data_extension(self, key: str, name: str, fields: Sequence[Mapping[str, Any]],
+                              rows: Sequence[Mapping[str, Any]] | None = None, delta: str | None = None) -> None:
+        specs = [Field(f["name"], f["type"], f.get("length"), f.get("scale"), bool(f.get("isPrimaryKey")),
+                       bool(f.get("isNullable", True)) and not f.get("isPrimaryKey"), i + 1)
+                 for i, f in enumerate(fields)]
+        self.tenant.create(DataExtension(key, name, specs, delta))
+        if rows:
+            self.tenant.upsert(key, rows)
+
+    def inject_bad_rows(self, key: str, kind: str, day: dt.date, n: int = 3) -> list[str]:
+        """Copy `n` rows into the UTC `day` with one defect of `kind`; returns their primary keys."""
+        if kind not in BAD_ROW_KINDS:
+            raise ValueError(f"unknown kind {kind!r}; expected one of {BAD_ROW_KINDS}")
+        de = self.tenant.get(key)
+        pk = de.pk[0].name
+        noon = dt.datetime.combine(day, dt.time(12), tzinfo=dt.timezone.utc)
+        template = self.ground_truth(key).head(n).to_dicts()
+        text_enum = {"Contacts_DE": "CustomerStage", "Campaign_Engagement": "EventName",
+                     "Web_Activities": "ActivityType"}.get(key)
+        rows: list[dict[str, Any]] = []
+        for i, row in enumerate(template):
+            row = dict(row)
+            row[pk] = f"BAD-{kind}-{day:%Y%m%d}-{0 if kind == 'duplicate_key' else i}"
+            if de.delta:
+                row[de.delta] = noon + dt.timedelta(minutes=0 if kind == "duplicate_key" else i)
+            raw: dict[str, str] = {}
+            if kind == "invalid_email":
+                email = next((f.name for f in de.fields if f.type == "EmailAddress"), None)
+                row[email] = ["not-an-email", "a@@b", "plain text"][i % 3]
+            elif kind == "missing_required":
+                col = next(f.name for f in de.fields if not f.nullable and not f.primary_key and f.type != "Date")
+                row[col] = None
+            elif kind == "unmapped_value" and text_enum:
+                row[text_enum] = "VIP"
+            elif kind == "duplicate_key":
+                # A data extension whose key is not enforced (isPrimaryKey false) can hold the same
+                # business key twice: here n rows share one key and one delta value, with other values.
+                text = next(f.name for f in de.fields if f.type == "Text" and not f.primary_key)
+                row[text] = f"{row[text]} #{i}"
+            elif kind.startswith("unparseable_"):
+                # Stored typed (so filters still place the row in its day) but served as the raw text a
+                # Text column holding dates, numbers or booleans can contain.
+                wanted = {"date": "Date", "number": "Number", "boolean": "Boolean"}[kind.split("_")[1]]
+                col = next((f.name for f in de.fields if f.type == wanted and f.name != de.delta), de.delta)
+                raw[col] = {"Date": "13/45/2026 99:00:00 XM", "Number": "4.5e", "Boolean": "Yes"}[wanted]
+            if raw:
+                row["_raw"] = raw
+            rows.append(row)
+        if kind == "duplicate_key":
+            return self._insert_duplicates(de, rows)
+        self.tenant.upsert(key, rows)
+        return [r[pk] for r in rows]
+
+    def _insert_duplicates(self, de: DataExtension, rows: list[dict[str, Any]]) -> list[str]:
+        """Insert without the primary-key replace, so the same key appears twice."""
+        pk = de.pk[0].name
+        names = [f.name for f in de.fields]
+        with self.tenant.lock, self.tenant.cursor() as cur:
+            for row in rows:
+                values = [self.tenant._value(de.field(n), row.get(n)) for n in names]
+                marks = ", ".join("?" for _ in names)
+                cur.execute(f"INSERT INTO {de.table} ({', '.join(_ident(n) for n in names)}, _raw) "
+                            f"VALUES ({marks}, NULL)", values)
+            self.tenant._changed()
+        return sorted({r[pk] for r in rows})
+
+
+SERVER_UTC_OFFSET = SERVER_OFFSET

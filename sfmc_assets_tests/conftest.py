@@ -1,0 +1,66 @@
+"""Shared fixtures: real sandboxes on loopback, clients and Dagster resources pointing at them.
+
+Tests talk to the sandboxes over HTTP exactly as production talks to Marketing Cloud; nothing of the
+project's own code is mocked.
+"""
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sfmc_assets.lib.config import ProjectConfig, load_config
+from sfmc_assets.lib.marketing_cloud import MarketingCloudClient, RetrySettings
+from sfmc_assets.sandboxes.marketing_cloud import MarketingCloudSandbox
+
+#: The sandbox tenant's data covers these UTC days in tests (half-open).
+DATA_START = dt.date(2026, 10, 1)
+DATA_END = dt.date(2026, 10, 8)
+FAST_RETRY = RetrySettings(max_attempts=6, max_total_s=30.0, backoff_initial_s=0.05, backoff_max_s=0.5,
+                           retry_after_cap_s=2.0)
+
+
+@pytest.fixture(scope="session")
+def config() -> ProjectConfig:
+    return load_config()
+
+
+@pytest.fixture(scope="session")
+def _shared_mc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MarketingCloudSandbox]:
+    sandbox = MarketingCloudSandbox(tmp_path_factory.mktemp("mc_shared"), start=DATA_START, end=DATA_END)
+    sandbox.start()
+    yield sandbox
+    sandbox.stop()
+
+
+@pytest.fixture
+def mc_sandbox(_shared_mc: MarketingCloudSandbox) -> Iterator[MarketingCloudSandbox]:
+    """The shared, read-only sandbox (do not mutate its data: use `fresh_mc_sandbox`)."""
+    _shared_mc.clear_faults()
+    _shared_mc.reset_stats()
+    yield _shared_mc
+    _shared_mc.clear_faults()
+
+
+@pytest.fixture
+def fresh_mc_sandbox(tmp_path: Path) -> Iterator[MarketingCloudSandbox]:
+    """A sandbox of its own, for tests that change data or schema."""
+    sandbox = MarketingCloudSandbox(
+        tmp_path / "mc", start=DATA_START, end=DATA_END,
+        rows={"Contacts_DE": 300, "Campaign_Engagement": 2000, "Web_Activities": 2000},
+    )
+    sandbox.start()
+    yield sandbox
+    sandbox.stop()
+
+
+def client_for(sandbox: MarketingCloudSandbox, **kwargs: object) -> MarketingCloudClient:
+    return MarketingCloudClient(sandbox.url, sandbox.client_id, sandbox.client_secret,
+                                retry=kwargs.pop("retry", FAST_RETRY), **kwargs)  # type: ignore[arg-type]
+
+
+def write_discovery(sandbox: MarketingCloudSandbox, path: Path) -> Path:
+    path.write_text(json.dumps(sandbox.discovery()), encoding="utf-8")
+    return path

@@ -1,0 +1,58 @@
+"""Fixtures for materialising real partitions through Dagster against the sandboxes."""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from sfmc_assets.definitions import build_definitions
+from sfmc_assets.lib.config import ProjectConfig
+from sfmc_assets.resources import LakeResource, MarketingCloudResource
+from sfmc_assets.sandboxes.marketing_cloud import MarketingCloudSandbox
+from sfmc_assets_tests.conftest import write_discovery
+
+Materialize = Callable[..., dg.ExecuteInProcessResult]
+
+
+def resources_for(sandbox: MarketingCloudSandbox, tmp_path: Path) -> dict[str, object]:
+    discovery = write_discovery(sandbox, tmp_path / "marketing_cloud.json")
+    return {
+        "marketing_cloud": MarketingCloudResource(
+            sandbox_discovery_file=str(discovery), backoff_initial_s=0.05, max_retry_s=20.0, max_attempts=5,
+        ),
+        "lake": LakeResource(base_uri=str(tmp_path / "lake")),
+    }
+
+
+@pytest.fixture
+def instance() -> dg.DagsterInstance:
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+def make_materialize(
+    sandbox: MarketingCloudSandbox, tmp_path: Path, instance: dg.DagsterInstance, config: ProjectConfig
+) -> Materialize:
+    defs = build_definitions(config)
+    resources = resources_for(sandbox, tmp_path)
+
+    def run(partition: str, selection: str | None = None, **kw: object) -> dg.ExecuteInProcessResult:
+        return dg.materialize(
+            list(defs.assets or []), partition_key=partition, resources=resources, instance=instance,
+            selection=selection, raise_on_error=False, **kw,  # type: ignore[arg-type]
+        )
+
+    return run
+
+
+@pytest.fixture
+def materialize(mc_sandbox: MarketingCloudSandbox, tmp_path: Path, instance: dg.DagsterInstance,
+                config: ProjectConfig) -> Materialize:
+    return make_materialize(mc_sandbox, tmp_path, instance, config)
+
+
+@pytest.fixture
+def materialize_fresh(fresh_mc_sandbox: MarketingCloudSandbox, tmp_path: Path, instance: dg.DagsterInstance,
+                      config: ProjectConfig) -> Materialize:
+    return make_materialize(fresh_mc_sandbox, tmp_path, instance, config)

@@ -1,0 +1,83 @@
+"""The code location loads, and its asset graph is what we mean it to be (snapshot)."""
+
+import datetime as dt
+
+import dagster as dg
+import pytest
+
+from sfmc_assets.definitions import build_definitions, defs
+from sfmc_assets.defs.schedules import partitions_to_run
+
+
+def test_definitions_load() -> None:
+    dg.Definitions.validate_loadable(defs)
+    assert defs.resolve_job_def("sfmc_daily_job")
+    assert defs.resolve_schedule_def("sfmc_daily_job_schedule")
+
+
+def test_asset_graph_snapshot(snapshot) -> None:
+    graph = defs.resolve_asset_graph()
+    summary = {}
+    for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
+        node = graph.get(key)
+        summary[key.to_user_string()] = {
+            "deps": sorted(d.to_user_string() for d in node.parent_keys),
+            "group": node.group_name,
+            "kinds": sorted(node.kinds),
+            "owners": list(node.owners),
+            "partitions": str(node.partitions_def),
+            "checks": sorted(
+                (c.name, graph.get_check_spec(c).blocking) for c in node.check_keys
+            ),
+            "pools": sorted(node.pools or []),
+            "has_description": bool(node.description),
+            "has_column_schema": "dagster/column_schema" in node.metadata,
+        }
+    assert summary == snapshot
+
+
+def test_every_gate_is_blocking_and_every_asset_is_described() -> None:
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.description and node.owners and node.kinds, key
+    contract_checks = [c for c in graph.asset_check_keys if c.name == "pandera_contract"]
+    assert len(contract_checks) == 3
+    assert all(graph.get_check_spec(c).blocking for c in contract_checks)
+
+
+@pytest.mark.parametrize(
+    ("tick", "lookback", "expected"),
+    [
+        (dt.datetime(2026, 11, 28, 2, tzinfo=dt.timezone.utc), 1, ["2026-11-26", "2026-11-27"]),
+        (dt.datetime(2026, 11, 28, 2, tzinfo=dt.timezone.utc), 0, ["2026-11-27"]),
+        (dt.datetime(2027, 1, 1, 2, tzinfo=dt.timezone.utc), 2, ["2026-12-29", "2026-12-30", "2026-12-31"]),
+    ],
+)
+def test_partitions_to_run(tick: dt.datetime, lookback: int, expected: list[str]) -> None:
+    assert partitions_to_run(tick, lookback) == expected
+
+
+def test_schedule_requests_yesterday_and_the_lookback() -> None:
+    schedule = defs.resolve_schedule_def("sfmc_daily_job_schedule")
+    assert schedule.cron_schedule == "0 2 * * *"
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=dt.datetime(2026, 11, 28, 2, tzinfo=dt.timezone.utc),
+            repository_def=defs.get_repository_def(),
+        )
+        requests = schedule.evaluate_tick(context).run_requests
+    assert [r.partition_key for r in requests] == ["2026-11-26", "2026-11-27"]
+    assert len({r.run_key for r in requests}) == 2
+
+
+def test_schedule_never_requests_partitions_before_the_start() -> None:
+    built = build_definitions()
+    schedule = built.resolve_schedule_def("sfmc_daily_job_schedule")
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=dt.datetime(2026, 10, 2, 2, tzinfo=dt.timezone.utc),
+            repository_def=built.get_repository_def(),
+        )
+        requests = schedule.evaluate_tick(context).run_requests
+    assert [r.partition_key for r in requests] == ["2026-10-01"]
