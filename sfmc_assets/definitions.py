@@ -11,6 +11,7 @@ import warnings
 import dagster as dg
 
 from sfmc_assets.defs.clean.assets import build_clean_asset
+from sfmc_assets.defs.executors import executor_from_env
 from sfmc_assets.defs.marketing_cloud.assets import build_raw_asset
 from sfmc_assets.defs.schedules import build_daily_job, build_daily_schedule
 from sfmc_assets.lib.config import ProjectConfig, load_config
@@ -44,6 +45,7 @@ def _build(config: ProjectConfig) -> dg.Definitions:
         assets=[*raw_assets, *clean_assets],
         jobs=jobs,
         schedules=schedules,
+        executor=executor_from_env(),
         resources={"marketing_cloud": marketing_cloud_resource(), "lake": lake_resource()},
     )
 

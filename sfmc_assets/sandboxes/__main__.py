@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--aep-port", type=int, default=int(os.environ.get("AEP_SANDBOX_PORT", "0")))
     serve.add_argument("--start", type=_date, default=None, help="first UTC day of sandbox data")
     serve.add_argument("--end", type=_date, default=None, help="day after the last UTC day of sandbox data")
+    serve.add_argument("--rows", action="append", default=[], metavar="KEY=N",
+                       help="rows of a data extension, e.g. Campaign_Engagement=1000000 (repeatable)")
     serve.add_argument("--no-marketing-cloud", action="store_true", help="real SFMC credentials are in use")
     serve.add_argument("--no-experience-platform", action="store_true", help="real AEP credentials are in use")
     args = parser.parse_args(argv)
@@ -50,8 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_marketing_cloud:
         from sfmc_assets.sandboxes.marketing_cloud import MarketingCloudSandbox
 
+        rows = {k: int(v) for k, v in (item.split("=", 1) for item in args.rows)}
         mc = MarketingCloudSandbox(state_dir / "marketing_cloud", host=args.host, port=args.mc_port,
-                                   start=args.start, end=args.end).start()
+                                   start=args.start, end=args.end, rows=rows).start()
         started.append((mc, state_dir / "marketing_cloud.json"))
         print(f"Marketing Cloud sandbox:       {mc.url}", flush=True)
     if not args.no_experience_platform:

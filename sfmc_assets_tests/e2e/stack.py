@@ -77,7 +77,8 @@ def dagster_dev(home: Path, env: dict[str, str] | None = None) -> Iterator[Dagst
     dagster_home.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "deploy" / "dagster.dev.yaml", dagster_home / "dagster.yaml")
     port = free_port()
-    proc_env = {**os.environ, "SFMC_ASSETS_HOME": str(home), "DAGSTER_HOME": str(dagster_home), **(env or {})}
+    proc_env = {**os.environ, "SFMC_ASSETS_HOME": str(home), "DAGSTER_HOME": str(dagster_home),
+                "SFMC_ASSETS_EXECUTOR": "in_process", **(env or {})}
     log = (home / "dagster_dev.log").open("w")
     proc = subprocess.Popen(
         [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
