@@ -14,8 +14,9 @@ from sfmc_assets.defs.clean.assets import build_clean_asset
 from sfmc_assets.defs.executors import executor_from_env
 from sfmc_assets.defs.marketing_cloud.assets import build_raw_asset
 from sfmc_assets.defs.schedules import build_daily_job, build_daily_schedule
+from sfmc_assets.defs.segments.assets import build_segment_assets
 from sfmc_assets.lib.config import ProjectConfig, load_config
-from sfmc_assets.resources import lake_resource, marketing_cloud_resource
+from sfmc_assets.resources import lake_resource, marketing_cloud_resource, warehouse_resource
 
 
 def build_definitions(config: ProjectConfig | None = None) -> dg.Definitions:
@@ -30,23 +31,26 @@ def build_definitions(config: ProjectConfig | None = None) -> dg.Definitions:
 def _build(config: ProjectConfig) -> dg.Definitions:
     raw_assets = [build_raw_asset(de, config) for de in config.data_extensions]
     clean_assets = [build_clean_asset(de, config) for de in config.data_extensions]
+    segment_assets = build_segment_assets(config)
+    assets = [*raw_assets, *clean_assets, *segment_assets]
     # One daily job per partitions definition (data extensions may start on different days).
     jobs, schedules = [], []
-    for start in sorted({config.start_date_of(de) for de in config.data_extensions}):
-        names = [de.name for de in config.data_extensions if config.start_date_of(de) == start]
+    by_start: dict[object, list[dg.AssetsDefinition]] = {}
+    for asset in assets:
+        by_start.setdefault(asset.partitions_def, []).append(asset)
+    for partitions_def, members in by_start.items():
+        start = partitions_def.start.date()  # type: ignore[union-attr]
         job_name = "sfmc_daily_job" if not jobs else f"sfmc_daily_job_from_{start:%Y%m%d}"
-        selection = dg.AssetSelection.assets(
-            *(a.key for a in [*raw_assets, *clean_assets] if a.key.path[-1] in names)
-        )
-        job = build_daily_job(job_name, selection)
+        job = build_daily_job(job_name, dg.AssetSelection.assets(*members))
         jobs.append(job)
         schedules.append(build_daily_schedule(job, config.lookback_days, start))
     return dg.Definitions(
-        assets=[*raw_assets, *clean_assets],
+        assets=[*raw_assets, *clean_assets, *segment_assets],
         jobs=jobs,
         schedules=schedules,
         executor=executor_from_env(),
-        resources={"marketing_cloud": marketing_cloud_resource(), "lake": lake_resource()},
+        resources={"marketing_cloud": marketing_cloud_resource(), "lake": lake_resource(),
+                   "warehouse": warehouse_resource()},
     )
 
 

@@ -18,6 +18,7 @@ from sfmc_assets.lib import settings
 from sfmc_assets.lib.lake import ParquetLake
 from sfmc_assets.lib.marketing_cloud import MarketingCloudClient, RetrySettings
 from sfmc_assets.lib.marketing_cloud.client import LogSink
+from sfmc_assets.lib.warehouse import Warehouse
 
 SFMC_ENV_VARS = ("SFMC_CLIENT_ID", "SFMC_CLIENT_SECRET", "SFMC_AUTH_BASE_URI")
 
@@ -108,6 +109,15 @@ class LakeResource(dg.ConfigurableResource):
         return ParquetLake(self.base_uri)
 
 
+class WarehouseResource(dg.ConfigurableResource):
+    """The DuckDB file of the segment-ready tables (SFMC_ASSETS_WAREHOUSE)."""
+
+    path: str = Field(description="Path of the DuckDB file.")
+
+    def warehouse(self) -> Warehouse:
+        return Warehouse(self.path)
+
+
 def marketing_cloud_resource() -> MarketingCloudResource:
     """Real credentials when SFMC_CLIENT_ID is set (as EnvVars, resolved at run time), else the sandbox."""
     if os.environ.get("SFMC_CLIENT_ID"):
@@ -118,6 +128,12 @@ def marketing_cloud_resource() -> MarketingCloudResource:
             account_id=dg.EnvVar("SFMC_ACCOUNT_ID") if os.environ.get("SFMC_ACCOUNT_ID") else None,
         )
     return MarketingCloudResource()
+
+
+def warehouse_resource() -> WarehouseResource:
+    if os.environ.get("SFMC_ASSETS_WAREHOUSE"):
+        return WarehouseResource(path=dg.EnvVar("SFMC_ASSETS_WAREHOUSE"))
+    return WarehouseResource(path=str(settings.warehouse_path()))
 
 
 def lake_resource() -> LakeResource:

@@ -16,7 +16,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from sfmc_assets.lib.canonical import KINDS, Kind
+from sfmc_assets.lib.canonical import KINDS, LIFECYCLE_STAGES, Kind
 from sfmc_assets.lib.settings import config_path
 
 FieldType = Literal["Text", "Number", "Date", "Boolean", "EmailAddress", "Phone", "Decimal", "Locale"]
@@ -174,6 +174,27 @@ class SourceConfig(_Strict):
         return sign * dt.timedelta(hours=hours, minutes=minutes)
 
 
+class SegmentRules(_Strict):
+    """The segment rules: which data extensions feed them, windows and lifecycle stages."""
+
+    contacts: str = Field(default="contacts", description="Data extension (kind contacts) feeding the segments.")
+    engagement: str = Field(default="campaigns", description="Data extension (kind engagement).")
+    activities: str = Field(default="activities", description="Data extension (kind activities).")
+    engagement_window_days: int = Field(default=30, ge=1, description="Engagement window, ending with the day.")
+    activity_window_days: int = Field(default=7, ge=1, description="Activity window, ending with the day.")
+    welcome_stages: tuple[str, ...] = ("new",)
+    loyalty_stages: tuple[str, ...] = ("repeat", "loyal")
+    reengagement_stages: tuple[str, ...] = ("inactive",)
+
+    @field_validator("welcome_stages", "loyalty_stages", "reengagement_stages")
+    @classmethod
+    def _known_stages(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(v) - set(LIFECYCLE_STAGES))
+        if unknown:
+            raise ValueError(f"unknown lifecycle stage(s) {unknown}; expected {list(LIFECYCLE_STAGES)}")
+        return v
+
+
 class ProjectConfig(_Strict):
     """The whole configuration file."""
 
@@ -183,6 +204,7 @@ class ProjectConfig(_Strict):
         default=1, ge=0, description="Earlier partitions the daily schedule re-materialises for late rows."
     )
     data_extensions: tuple[DataExtensionConfig, ...]
+    segments: SegmentRules | None = Field(default=None, description="Segment tables; omitted = none built.")
 
     @model_validator(mode="after")
     def _unique_names(self) -> "ProjectConfig":
@@ -190,6 +212,12 @@ class ProjectConfig(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate data extension name(s): {dupes}")
+        if self.segments is not None:
+            by_name = {d.name: d for d in self.data_extensions}
+            for role, kind in (("contacts", "contacts"), ("engagement", "engagement"), ("activities", "activities")):
+                name = getattr(self.segments, role)
+                if name not in by_name or by_name[name].kind != kind:
+                    raise ValueError(f"segments.{role} must name a data extension of kind {kind}, got {name!r}")
         return self
 
     def data_extension(self, name: str) -> DataExtensionConfig:

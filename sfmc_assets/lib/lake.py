@@ -101,6 +101,11 @@ class ParquetLake:
             return pl.scan_parquet(path.path)
         return pl.scan_parquet(str(path), storage_options=dict(path.storage_options) or None)
 
+    def scan_many(self, key: Sequence[str], partitions: Sequence[str]) -> pl.LazyFrame | None:
+        """Lazy scan of the partitions that exist among `partitions` (None when none does)."""
+        scans = [self.scan(key, p) for p in partitions if self.exists(key, p)]
+        return pl.concat(scans, how="vertical_relaxed") if scans else None
+
     def read_many(self, key: Sequence[str], partitions: Sequence[str]) -> pl.DataFrame:
         """Several partitions concatenated; missing ones are skipped (a window may start before the data)."""
         frames = [self.read(key, p) for p in partitions if self.exists(key, p)]

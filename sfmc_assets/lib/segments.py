@@ -10,21 +10,10 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from sfmc_assets.lib.config import SegmentRules
 from sfmc_assets.lib.schemas import EMAIL_PATTERN
 
 UTC = dt.timezone.utc
-
-
-@dataclass(frozen=True)
-class SegmentRules:
-    """Windows and thresholds of the segments (configurable under `segments:` in the YAML)."""
-
-    engagement_window_days: int = 30
-    activity_window_days: int = 7
-    #: Lifecycle segments by canonical stage.
-    welcome_stages: tuple[str, ...] = ("new",)
-    loyalty_stages: tuple[str, ...] = ("repeat", "loyal")
-    reengagement_stages: tuple[str, ...] = ("inactive",)
 
 
 SEGMENTS = ("welcome_offer", "loyalty_reward", "reengagement", "promotion", "service_follow_up",

@@ -1,0 +1,855 @@
+"""HTTP client for Experience Platform batch ingestion: IMS OAuth, gateway headers, safe retries, publish.
+
+Protocol facts (reference: shared/reference/experience-platform-api.md, cited as "doc §N"):
+- `POST {ims}/ims/token/v3`, form-encoded `grant_type=client_credentials`, `client_id`, `client_secret`,
+  `scope` (comma-separated); `expires_in` is in seconds (86399). There is no refresh token: a new token is
+  requested with the same credentials (§1.1, §1.2). The token is cached and renewed 500 s ahead of expiry
+  (aepp's margin); a 401 on a Platform call renews it once and replays the call once when the call is
+  idempotent.
+- Every Platform call carries `Authorization`, `x-api-key` (= client id), `x-gw-ims-org-id` and
+  `x-sandbox-name` (the sandbox's lowercase name) (§1.4); gateway refusals have `error_code`s (§1.5).
+- Idempotency decides retries (§9): the file PUT replaces the file at its path, COMPLETE is documented as
+  safe to retry, ABORT of an aborted batch and every GET change nothing: these are retried on 429/5xx/
+  timeouts with exponential backoff + jitter, honouring `Retry-After`, bounded in attempts and total time.
+  `POST /batches` is NOT idempotent (a replayed create makes a second batch), see `create_batch`.
+- A batch is live once it reaches `success`/`active`; `replay.predecessors` (`"$<id>"`, reason `replace`)
+  makes the new batch replace the old ones (§2.1), which is how a re-published partition stays single.
+"""
+
+import logging
+import random
+import re
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+from urllib.parse import quote
+
+import orjson
+import requests
+from requests.adapters import HTTPAdapter
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from sfmc_assets.lib.experience_platform.errors import (
+    AccessDeniedError,
+    AuthenticationError,
+    BatchCreateError,
+    BatchFailedError,
+    BatchNotFoundError,
+    BatchStuckError,
+    DatasetNotFoundError,
+    ExperiencePlatformError,
+    FileTooLargeError,
+    RetryableError,
+)
+
+IMS_URL = "https://ims-na1.adobelogin.com"
+PLATFORM_URL = "https://platform.adobe.io"
+#: The scope string commonly used for AEP credentials; the doc could not confirm it (§1.1), so the real
+#: value should be copied from the credential's page in the Adobe Developer Console.
+DEFAULT_SCOPES = "openid,session,AdobeID,read_organizations,additional_info.projectedProductContext"
+#: Small-file PUT limit (doc §2.2, §8); larger files need the (deprecated) chunked upload, not implemented.
+SMALL_FILE_LIMIT_BYTES = 256 * 1024 * 1024
+#: Renew the token this long before IMS says it expires (aepp: `issue_time + expires_in - 500 s`, §1.2).
+TOKEN_REFRESH_MARGIN_S = 500.0
+#: Batch tag naming what a batch holds (e.g. `campaigns/2026-10-01`), to find the live batch to replace.
+#: Not `acp_`/`adobe`-prefixed: those tag names are Platform's own (§2.6, §5.3).
+LABEL_TAG = "sfmcAssetsLabel"
+#: Catalog's clock may differ from ours; batch lookups by creation time look this far further back.
+CLOCK_SKEW_MS = 15 * 60 * 1000
+
+SUCCESS_STATUSES = frozenset({"success", "active"})  # used interchangeably (§2.7)
+#: Final states other than success; `inactive`/`deleted` mean the batch was reverted meanwhile.
+FAILED_STATUSES = frozenset({"failed", "failure", "aborted", "abandoned", "inactive", "deleted"})
+
+_IMPORT = "/data/foundation/import"
+_CATALOG = "/data/foundation/catalog"
+_TRANSIENT_STATUS = {429, 500, 502, 503, 504}
+_SANDBOX_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_T = TypeVar("_T")
+
+# What the gateway's `error_code`s mean for the person fixing the configuration (doc §1.5).
+_GATEWAY_HINTS = {
+    "403010": "the request carried no OAuth token",
+    "403000": "the x-api-key header is missing",
+    "403003": "the x-api-key (client id {client_id!r}) is not the API key of this credential",
+    "400003": "a required header is missing (x-gw-ims-org-id or x-sandbox-name)",
+    "403025": (
+        "the credential is not entitled to org {org_id!r} / sandbox {sandbox_name!r}: check the org id and "
+        "that the sandbox name is the sandbox's lowercase name (e.g. 'prod'), and that the credential's "
+        "product profile grants access to that sandbox"
+    ),
+    "403027": "org id {org_id!r} is malformed or has no Experience Platform product profile",
+}
+
+
+class LogSink(Protocol):
+    """What the client logs to: a `logging.Logger` or Dagster's `context.log`."""
+
+    def info(self, msg: str, *args: Any) -> None: ...
+    def warning(self, msg: str, *args: Any) -> None: ...
+    def debug(self, msg: str, *args: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    """Bounds of the retry policy for idempotent calls (and of create-batch recovery). Tests shrink them."""
+
+    max_attempts: int = 6
+    max_total_s: float = 300.0
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 60.0
+    #: A `Retry-After` longer than this is not honoured blindly (it would stall the run).
+    retry_after_cap_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What one `publish` did: the batch, its final state and Platform's record counts."""
+
+    batch_id: str
+    dataset_id: str
+    label: str
+    external_id: str
+    status: str
+    records_in: int
+    records_out: int
+    records_failed: int
+    file_bytes: int
+    duration_s: float
+    predecessors: tuple[str, ...] = ()
+    #: Errors Platform reported on a batch that still succeeded (partial ingestion); empty otherwise.
+    errors: tuple[dict[str, Any], ...] = field(default=())
+
+    def as_metadata(self) -> dict[str, Any]:
+        """Plain values for run metadata / logs."""
+        return {
+            "batch_id": self.batch_id,
+            "dataset_id": self.dataset_id,
+            "label": self.label,
+            "external_id": self.external_id,
+            "status": self.status,
+            "records_in": self.records_in,
+            "records_out": self.records_out,
+            "records_failed": self.records_failed,
+            "file_bytes": self.file_bytes,
+            "duration_s": round(self.duration_s, 3),
+            "replaced_batches": list(self.predecessors),
+        }
+
+
+def _retry_after(header: str | None) -> float | None:
+    if header in (None, ""):
+        return None
+    try:
+        return max(0.0, float(header))  # type: ignore[arg-type]
+    except ValueError:
+        return None  # an HTTP-date: fall back to our own backoff
+
+
+def _decode(response: requests.Response) -> Any:
+    if not response.content:
+        return None
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _error_fields(body: Any) -> tuple[str | None, str | None, str | None]:
+    """(code, title, detail) from the gateway `{error_code, message}`, the problem `{title, detail}` or
+    the IMS `{error, error_description}` shapes (doc §1.3, §1.5)."""
+    if not isinstance(body, Mapping):
+        return None, None, None
+    code = body.get("error_code") or body.get("error") or body.get("code")
+    detail = body.get("detail") or body.get("message") or body.get("error_description")
+    title = body.get("title")
+    return (
+        str(code) if code is not None else None,
+        str(title) if title is not None else None,
+        str(detail) if detail is not None else None,
+    )
+
+
+def _unwrap(body: Any, object_id: str) -> dict[str, Any] | None:
+    """Catalog answers `{id: object}` (doc §2.6, §5.2); return the object with its `id` set."""
+    if not isinstance(body, Mapping):
+        return None
+    obj = body.get(object_id)
+    if not isinstance(obj, Mapping):
+        return None
+    return {**obj, "id": obj.get("id") or object_id}
+
+
+def _dataset_of(batch: Mapping[str, Any]) -> str | None:
+    for related in batch.get("relatedObjects") or ():
+        if isinstance(related, Mapping) and related.get("type") == "dataSet":
+            return str(related.get("id"))
+    return None
+
+
+def _has_label(batch: Mapping[str, Any], label: str) -> bool:
+    values = (batch.get("tags") or {}).get(LABEL_TAG)
+    return isinstance(values, list) and label in values
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class ExperiencePlatformClient:
+    """One org + sandbox connection: token cache, pooled session, bounded retries, call counters.
+
+    Plain Python (no Dagster) so it can be used from a script, an asset or a test alike. Thread-safe: the
+    token is shared behind a lock and `requests` sessions may be shared across threads.
+    """
+
+    def __init__(
+        self,
+        *,
+        client_id: str,
+        client_secret: str,
+        org_id: str,
+        sandbox_name: str = "prod",
+        scopes: str | Sequence[str] = DEFAULT_SCOPES,
+        ims_url: str = IMS_URL,
+        platform_url: str = PLATFORM_URL,
+        timeout: tuple[float, float] = (10.0, 300.0),
+        retry: RetrySettings | None = None,
+        max_file_bytes: int = SMALL_FILE_LIMIT_BYTES,
+        logger: LogSink | None = None,
+    ) -> None:
+        sandbox_name = sandbox_name.strip()
+        if not _SANDBOX_NAME.match(sandbox_name):
+            # The header takes the sandbox's lowercase name, not its display title (doc §1.4).
+            raise ValueError(
+                f"sandbox_name {sandbox_name!r} is not a sandbox name: use the lowercase name shown in the "
+                "sandbox list (e.g. 'prod' or 'dev-marketing'), not its title"
+            )
+        if not org_id.endswith("@AdobeOrg"):
+            raise ValueError(f"org_id {org_id!r} should look like 'XXXX@AdobeOrg'")
+        self.client_id = client_id
+        self._client_secret = client_secret
+        self.org_id = org_id
+        self.sandbox_name = sandbox_name
+        self.scopes = scopes if isinstance(scopes, str) else ",".join(scopes)
+        self.ims_url = ims_url.rstrip("/")
+        self.platform_url = platform_url.rstrip("/")
+        self.timeout = timeout
+        self.retry = retry or RetrySettings()
+        self.max_file_bytes = max_file_bytes
+        self.log: LogSink = logger or logging.getLogger("sfmc_assets.experience_platform")
+        self.counters: Counter[str] = Counter()
+        self._session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=8, max_retries=0)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        self._token_lock = threading.Lock()
+        self._token: str | None = None
+        self._token_deadline = 0.0
+
+    @classmethod
+    def from_discovery(cls, info: Mapping[str, Any], **kwargs: Any) -> "ExperiencePlatformClient":
+        """A client for the local sandbox's `discovery()` document (same keys as the constructor)."""
+        keys = ("ims_url", "platform_url", "client_id", "client_secret", "org_id", "sandbox_name", "scopes")
+        return cls(**{k: info[k] for k in keys if k in info}, **kwargs)
+
+    def __repr__(self) -> str:
+        return (
+            f"ExperiencePlatformClient(platform_url={self.platform_url!r}, client_id={self.client_id!r}, "
+            f"client_secret='***', org_id={self.org_id!r}, sandbox_name={self.sandbox_name!r})"
+        )
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> "ExperiencePlatformClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _scrub(self, text: str | None) -> str | None:
+        """Remove the secret and the current token from text a server sent back (defence in depth)."""
+        if not text:
+            return text
+        for secret in (self._client_secret, self._token):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+    # -- authentication -------------------------------------------------------------------------------
+
+    def _access_token(self, *, stale: str | None = None) -> str:
+        """A valid token: cached, renewed ahead of expiry, or renewed when `stale` was rejected."""
+        with self._token_lock:
+            if self._token and stale == self._token:
+                self._token = None  # the gateway rejected it: renew even if our clock says it is fresh
+            if self._token and time.monotonic() < self._token_deadline:
+                return self._token
+            body = self._with_retries(self._request_token, request="POST /ims/token/v3")
+            expires_in = float(body.get("expires_in") or 86399)
+            # Half the lifetime at least, so a short-lived token is not renewed on every call.
+            self._token_deadline = time.monotonic() + max(expires_in / 2, expires_in - TOKEN_REFRESH_MARGIN_S)
+            self._token = str(body["access_token"])
+            return self._token
+
+    def _request_token(self) -> dict[str, Any]:
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": self.client_id,
+            "client_secret": self._client_secret,
+            "scope": self.scopes,
+        }
+        request = "POST /ims/token/v3"
+        self.counters["token_requests"] += 1
+        # `data=` makes requests send application/x-www-form-urlencoded, which IMS requires (§1.1).
+        response = self._send("POST", f"{self.ims_url}/ims/token/v3", request=request, data=form)
+        body = _decode(response)
+        if response.status_code == 200 and isinstance(body, dict) and body.get("access_token"):
+            return body
+        code, _, detail = _error_fields(body)
+        detail = self._scrub(detail)
+        if response.status_code in _TRANSIENT_STATUS:
+            raise RetryableError(
+                f"IMS answered {response.status_code}: {detail or 'no message'}",
+                retry_after=_retry_after(response.headers.get("Retry-After")),
+                request=request, status=response.status_code, code=code,
+            )
+        if response.status_code in (400, 401, 403):
+            raise AuthenticationError(
+                f"IMS refused the credentials of client id {self.client_id!r}: {detail or code or 'no message'} "
+                "(check the OAuth Server-to-Server credential's client id, client secret and scopes)",
+                request=f"POST {self.ims_url}/ims/token/v3", status=response.status_code, code=code,
+            )
+        if response.status_code == 200:
+            raise RetryableError("IMS token response is not JSON with an access_token", request=request,
+                                 status=200)
+        raise ExperiencePlatformError(
+            f"unexpected answer from IMS: {detail or response.reason}",
+            request=f"POST {self.ims_url}/ims/token/v3", status=response.status_code, code=code,
+        )
+
+    # -- transport ------------------------------------------------------------------------------------
+
+    def _send(self, method: str, url: str, *, request: str, **kwargs: Any) -> requests.Response:
+        """One HTTP exchange; network-level failures become `RetryableError`."""
+        self.counters["http_requests"] += 1
+        try:
+            response = self._session.request(method, url, timeout=self.timeout, **kwargs)
+            _ = response.content  # read the body now so a cut connection is caught as transient
+            return response
+        except requests.Timeout as exc:
+            raise RetryableError(f"timed out after {self.timeout[1]:.0f}s ({type(exc).__name__})",
+                                 request=request) from None
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            cause = type(exc.__context__ or exc).__name__
+            raise RetryableError(f"connection failed or dropped ({cause})", request=request) from None
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        backoff = wait_random_exponential(multiplier=self.retry.backoff_initial_s,
+                                          max=self.retry.backoff_max_s)(state)
+        return self._delay(exc, backoff)
+
+    def _backoff(self, attempt: int) -> float:
+        """Full-jitter exponential backoff, as tenacity's `wait_random_exponential` (for loops of our own)."""
+        ceiling = min(self.retry.backoff_max_s, self.retry.backoff_initial_s * 2 ** (attempt - 1))
+        return random.uniform(0, ceiling)
+
+    def _delay(self, exc: BaseException | None, backoff: float) -> float:
+        if isinstance(exc, RetryableError) and exc.retry_after is not None:
+            # Honour Retry-After (capped), plus a little jitter so parallel publishers do not return together.
+            return min(exc.retry_after, self.retry.retry_after_cap_s) + min(backoff, 1.0) * 0.25
+        return backoff
+
+    def _with_retries(self, fn: Callable[[], _T], *, request: str, dataset: str | None = None,
+                      batch_id: str | None = None) -> _T:
+        started = time.monotonic()
+
+        def _before_sleep(state: RetryCallState) -> None:
+            self.counters["retries"] += 1
+            exc = state.outcome.exception() if state.outcome else None
+            self.log.warning("Experience Platform call failed (attempt %d), retrying in %.1fs: %s",
+                             state.attempt_number, state.upcoming_sleep, exc)
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.retry.max_attempts) | stop_after_delay(self.retry.max_total_s),
+            wait=self._wait,
+            retry=retry_if_exception_type(RetryableError),
+            before_sleep=_before_sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(fn)
+        except RetryableError as exc:
+            elapsed = time.monotonic() - started
+            attempts = retrying.statistics.get("attempt_number", 1)
+            raise ExperiencePlatformError(
+                f"gave up after {attempts} attempt(s) in {elapsed:.1f}s: {exc.reason}",
+                dataset=exc.dataset or dataset, batch_id=exc.batch_id or batch_id,
+                request=exc.request or request, status=exc.status, code=exc.code, title=exc.title,
+                detail=exc.detail,
+            ) from None
+
+    def _headers(self, token: str, content_type: str | None) -> dict[str, str]:
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "x-api-key": self.client_id,
+            "x-gw-ims-org-id": self.org_id,
+            "x-sandbox-name": self.sandbox_name,
+            "Accept": "application/json",
+        }
+        if content_type:
+            headers["Content-Type"] = content_type
+        return headers
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        idempotent: bool,
+        ok: tuple[int, ...] = (200,),
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        data: bytes | None = None,
+        content_type: str | None = None,
+        dataset: str | None = None,
+        batch_id: str | None = None,
+        not_found: type[ExperiencePlatformError] = ExperiencePlatformError,
+    ) -> Any:
+        """One Platform call; retried (and replayed after a 401) only when `idempotent`.
+
+        A non-idempotent call that meets a 401 renews the token and raises `RetryableError`: the caller
+        decides whether a replay is safe.
+        """
+        request = f"{method} {path}"
+        if params:
+            request += "?" + "&".join(f"{k}={v}" for k, v in params.items())
+        if json_body is not None:
+            data, content_type = orjson.dumps(json_body), "application/json"
+
+        def attempt() -> Any:
+            for replay in (False, True):
+                token = self._access_token()
+                response = self._send(method, self.platform_url + path, request=request, params=params,
+                                      data=data, headers=self._headers(token, content_type))
+                if response.status_code == 401 and not replay:
+                    # Expired or revoked token (doc §1.5 401013): renew once; replay only if harmless.
+                    self.counters["token_renewals_after_401"] += 1
+                    self._access_token(stale=token)
+                    if idempotent:
+                        continue
+                    raise RetryableError("Platform rejected the token (renewed, request not replayed)",
+                                         request=request, dataset=dataset, batch_id=batch_id, status=401,
+                                         code=_error_fields(_decode(response))[0])
+                return self._check(response, request=request, ok=ok, dataset=dataset, batch_id=batch_id,
+                                   not_found=not_found)
+            raise AssertionError("unreachable")
+
+        self.counters["api_calls"] += 1
+        if idempotent:
+            return self._with_retries(attempt, request=request, dataset=dataset, batch_id=batch_id)
+        return attempt()
+
+    def _check(self, response: requests.Response, *, request: str, ok: tuple[int, ...],
+               dataset: str | None, batch_id: str | None,
+               not_found: type[ExperiencePlatformError]) -> Any:
+        """Return the decoded body of an accepted answer, or raise the error that explains the refusal."""
+        status = response.status_code
+        body = _decode(response)
+        if status in ok:
+            return body
+        code, title, detail = _error_fields(body)
+        detail = self._scrub(detail)
+        context: dict[str, Any] = {"request": request, "dataset": dataset, "batch_id": batch_id,
+                                   "status": status, "code": code, "title": title, "detail": detail}
+        message = detail or title or response.reason or "no message"
+        if status in _TRANSIENT_STATUS:
+            raise RetryableError(f"Platform answered {status}: {message}",
+                                 retry_after=_retry_after(response.headers.get("Retry-After")), **context)
+        if code in _GATEWAY_HINTS:
+            hint = _GATEWAY_HINTS[code].format(client_id=self.client_id, org_id=self.org_id,
+                                               sandbox_name=self.sandbox_name)
+            raise AccessDeniedError(f"the Platform gateway refused the call: {hint} ({message})", **context)
+        if status == 401:
+            raise AccessDeniedError(f"not authorised even with a fresh token: {message}", **context)
+        if status == 403:
+            raise AccessDeniedError(f"forbidden: {message} (does the credential's product profile grant "
+                                    "this permission in this sandbox?)", **context)
+        if status == 413:
+            raise FileTooLargeError(f"Platform refused the file as too large: {message}", **context)
+        if status == 404:
+            raise not_found(f"not found: {message}", **context)
+        raise ExperiencePlatformError(f"Platform rejected the request: {message}", **context)
+
+    # -- Catalog --------------------------------------------------------------------------------------
+
+    def get_dataset(self, dataset_id: str) -> dict[str, Any]:
+        """The Catalog dataset object (with `id`); `DatasetNotFoundError` if this sandbox has no such id."""
+        body = self._call("GET", f"{_CATALOG}/dataSets/{quote(dataset_id, safe='')}", idempotent=True,
+                          dataset=dataset_id, not_found=DatasetNotFoundError)
+        dataset = _unwrap(body, dataset_id)
+        if dataset is None:
+            raise DatasetNotFoundError(f"Catalog answered without dataset {dataset_id}", dataset=dataset_id,
+                                       request=f"GET {_CATALOG}/dataSets/{dataset_id}")
+        return dataset
+
+    def get_batch(self, batch_id: str, *, dataset_id: str | None = None) -> dict[str, Any]:
+        """The Catalog batch object (status, metrics, errors, tags...) with `id`."""
+        body = self._call("GET", f"{_CATALOG}/batches/{quote(batch_id, safe='')}", idempotent=True,
+                          dataset=dataset_id, batch_id=batch_id, not_found=BatchNotFoundError)
+        batch = _unwrap(body, batch_id)
+        if batch is None:
+            raise BatchNotFoundError(f"Catalog answered without batch {batch_id}", batch_id=batch_id,
+                                     dataset=dataset_id, request=f"GET {_CATALOG}/batches/{batch_id}")
+        return batch
+
+    def find_batches(
+        self,
+        dataset_id: str,
+        *,
+        status: str | None = None,
+        label: str | None = None,
+        external_id: str | None = None,
+        created_after_ms: int | None = None,
+        page_size: int = 100,
+        max_pages: int = 20,
+    ) -> list[dict[str, Any]]:
+        """Batches of a dataset from the Catalog list (newest first), filtered by label/externalId here.
+
+        Catalog filters by `dataSet`, `status` and creation time (doc §2.6); tags and `externalId` are
+        matched on our side, and `relatedObjects` is checked too because the `dataSet` filter's name is
+        only known from aepp (doc-UNCONFIRMED).
+        """
+        found: list[dict[str, Any]] = []
+        for page in range(max_pages):
+            params: dict[str, Any] = {"dataSet": dataset_id, "orderBy": "desc:created", "limit": page_size,
+                                      "start": page * page_size}
+            if status:
+                params["status"] = status
+            if created_after_ms is not None:
+                params["createdAfter"] = created_after_ms
+            body = self._call("GET", f"{_CATALOG}/batches", idempotent=True, params=params, dataset=dataset_id)
+            items = list(body.items()) if isinstance(body, Mapping) else []
+            for batch_id, batch in items:
+                if not isinstance(batch, Mapping):
+                    continue
+                batch = {**batch, "id": batch.get("id") or batch_id}
+                if _dataset_of(batch) not in (None, dataset_id):
+                    continue
+                if label is not None and not _has_label(batch, label):
+                    continue
+                if external_id is not None and batch.get("externalId") != external_id:
+                    continue
+                found.append(batch)
+            if len(items) < page_size:
+                return found
+        self.log.warning("batch listing of dataset %s stopped after %d pages", dataset_id, max_pages)
+        return found
+
+    def find_live_batches(self, dataset_id: str, label: str | None = None) -> list[dict[str, Any]]:
+        """The dataset's successful (live) batches, optionally only those tagged with `label`.
+
+        These are the replay predecessors of the next publish of the same label.
+        """
+        live: list[dict[str, Any]] = []
+        for status in sorted(SUCCESS_STATUSES):  # `success` and `active` are used interchangeably (§2.7)
+            live += self.find_batches(dataset_id, status=status, label=label)
+        return live
+
+    # -- Batch ingestion ------------------------------------------------------------------------------
+
+    def create_batch(
+        self,
+        dataset_id: str,
+        *,
+        input_format: str = "parquet",
+        replay_predecessors: Sequence[str] | None = None,
+        tags: Mapping[str, Sequence[str]] | None = None,
+        external_id: str | None = None,
+        error_diagnostics: bool = True,
+    ) -> dict[str, Any]:
+        """Create a batch (status `loading`) and return it; its `externalId` is always set.
+
+        `error_diagnostics` asks Platform for per-code failed-record counts and row-level error files
+        (doc §2.6, §2.8); without `partialIngestionPercent` any bad row still fails the whole batch.
+
+        `POST /batches` is never blindly retried: if the answer is lost (5xx/429, timeout, dropped
+        connection, 401), the batch may or may not exist. The client-generated `externalId` (doc §2.1:
+        "expected to be unique within your organization") lets us look it up via Catalog before deciding:
+        found -> adopt it; not found -> create again with the same externalId (bounded by `retry`). After
+        such a recovery, any other batch carrying the same externalId that is still `loading` (an in-flight
+        request that landed late) is aborted. Whatever happens, an extra batch can never go live: only the
+        batch returned here is ever COMPLETEd.
+        """
+        external_id = external_id or f"sfmc-assets-{uuid.uuid4().hex}"
+        body: dict[str, Any] = {"datasetId": dataset_id, "inputFormat": {"format": input_format},
+                                "externalId": external_id}
+        if error_diagnostics:
+            body["enableErrorDiagnostics"] = True
+        if replay_predecessors:
+            body["replay"] = {"predecessors": [f"${p.removeprefix('$')}" for p in replay_predecessors],
+                              "reason": "replace"}
+        if tags:
+            body["tags"] = {k: list(v) for k, v in tags.items()}
+        path = f"{_IMPORT}/batches"
+        started_ms = _now_ms()
+        started = time.monotonic()
+        failures: list[ExperiencePlatformError] = []
+        for attempt in range(1, self.retry.max_attempts + 1):
+            try:
+                batch = self._call("POST", path, idempotent=False, ok=(200, 201), json_body=body,
+                                   dataset=dataset_id)
+            except DatasetNotFoundError:
+                raise
+            except ExperiencePlatformError as exc:
+                if not isinstance(exc, RetryableError):
+                    # Platform answers 400 (not 404) for an unknown dataset (status UNCONFIRMED, doc §2.1).
+                    if exc.status in (400, 404) and dataset_id in (exc.detail or ""):
+                        raise DatasetNotFoundError(f"cannot create a batch: {exc.detail}", dataset=dataset_id,
+                                                   request=exc.request, status=exc.status, code=exc.code,
+                                                   title=exc.title) from None
+                    raise
+                if exc.status == 401 and any(f.status == 401 for f in failures):
+                    raise AccessDeniedError("Platform rejected a freshly renewed token when creating a batch",
+                                            request=f"POST {path}", dataset=dataset_id, status=401,
+                                            code=exc.code) from None
+                failures.append(exc)
+                self.log.warning("creating a batch in dataset %s failed (attempt %d): %s; looking it up by "
+                                 "externalId %s before deciding", dataset_id, attempt, exc.reason, external_id)
+                existing = self._lookup_created(dataset_id, external_id, started_ms)
+                if existing is not None:
+                    self.counters["create_batch_recovered"] += 1
+                    self.log.info("batch %s with externalId %s exists: adopting it", existing["id"], external_id)
+                    self._abort_orphans(dataset_id, external_id, keep=existing["id"], since_ms=started_ms)
+                    return existing
+                elapsed = time.monotonic() - started
+                if attempt >= self.retry.max_attempts or elapsed >= self.retry.max_total_s:
+                    break
+                delay = self._delay(exc, self._backoff(attempt))
+                time.sleep(min(delay, max(0.0, self.retry.max_total_s - elapsed)))
+                continue
+            if not isinstance(batch, Mapping) or not batch.get("id"):
+                # Created, but we cannot tell its id from the answer: find it by externalId instead.
+                batch = self._lookup_created(dataset_id, external_id, started_ms)
+                if batch is None:
+                    raise BatchCreateError("batch creation answered without a batch id and no batch with our "
+                                           f"externalId {external_id} is listed", request=f"POST {path}",
+                                           dataset=dataset_id)
+            batch = {**batch, "externalId": batch.get("externalId") or external_id}
+            if failures:
+                self._abort_orphans(dataset_id, external_id, keep=str(batch["id"]), since_ms=started_ms)
+            return batch
+        last = failures[-1]
+        raise BatchCreateError(
+            f"could not create a batch after {len(failures)} attempt(s): {last.reason}; Catalog lists no batch "
+            f"with externalId {external_id}, so none was left behind",
+            request=f"POST {path}", dataset=dataset_id, status=last.status, code=last.code,
+            title=last.title, detail=last.detail,
+        )
+
+    def _lookup_created(self, dataset_id: str, external_id: str, since_ms: int) -> dict[str, Any] | None:
+        try:
+            found = self.find_batches(dataset_id, external_id=external_id,
+                                      created_after_ms=since_ms - CLOCK_SKEW_MS, max_pages=5)
+        except ExperiencePlatformError as exc:
+            # Without the lookup we cannot know whether the batch exists: do not create another one.
+            raise BatchCreateError(
+                f"batch creation failed and the Catalog lookup by externalId {external_id} failed too "
+                f"({exc.reason}); a batch may exist in state `loading` (it will not go live)",
+                dataset=dataset_id, request=exc.request, status=exc.status, code=exc.code,
+            ) from None
+        return found[-1] if found else None  # newest first: the oldest is the one first created
+
+    def _abort_orphans(self, dataset_id: str, external_id: str, *, keep: str, since_ms: int) -> None:
+        try:
+            others = [b for b in self.find_batches(dataset_id, external_id=external_id,
+                                                   created_after_ms=since_ms - CLOCK_SKEW_MS, max_pages=5)
+                      if b["id"] != keep and b.get("status") == "loading"]
+            for orphan in others:
+                self.log.warning("aborting duplicate batch %s (same externalId %s as %s)",
+                                 orphan["id"], external_id, keep)
+                self.abort(orphan["id"], dataset_id=dataset_id)
+        except ExperiencePlatformError as exc:
+            # Best effort: an orphan is never completed, so it cannot go live; Platform abandons it.
+            self.log.warning("could not check for duplicate batches of externalId %s: %s", external_id, exc)
+
+    def upload_file(self, batch_id: str, dataset_id: str, file_name: str, data: bytes) -> None:
+        """PUT one file (≤ `max_file_bytes`, 256 MB by default) into a `loading` batch.
+
+        The PUT replaces whatever is at that path (doc §2.2), so it is retried like a GET.
+        """
+        name = file_name.strip("/")
+        if not name or any(part in ("", ".", "..") for part in name.split("/")):
+            raise ValueError(f"invalid file name {file_name!r}")
+        path = f"{_IMPORT}/batches/{quote(batch_id, safe='')}/datasets/{quote(dataset_id, safe='')}/files/" \
+               f"{quote(name, safe='/')}"
+        if len(data) > self.max_file_bytes:
+            raise FileTooLargeError(
+                f"{name} is {len(data)} bytes, over the {self.max_file_bytes}-byte small-file upload limit; "
+                "split it into several files (e.g. by partition) of at most that size",
+                dataset=dataset_id, batch_id=batch_id, request=f"PUT {path}",
+            )
+        self._call("PUT", path, idempotent=True, ok=(200, 201), data=data,
+                   content_type="application/octet-stream", dataset=dataset_id, batch_id=batch_id,
+                   not_found=BatchNotFoundError)
+        self.counters["bytes_uploaded"] += len(data)
+
+    def complete(self, batch_id: str, *, dataset_id: str | None = None) -> None:
+        """Signal that all files are uploaded; Platform then processes the batch asynchronously."""
+        self._call("POST", f"{_IMPORT}/batches/{quote(batch_id, safe='')}", idempotent=True,
+                   params={"action": "COMPLETE"}, dataset=dataset_id, batch_id=batch_id,
+                   not_found=BatchNotFoundError)
+
+    def abort(self, batch_id: str, *, dataset_id: str | None = None) -> None:
+        """Abort a `loading`/`processing` batch so it never goes live (a final batch cannot be aborted)."""
+        self._call("POST", f"{_IMPORT}/batches/{quote(batch_id, safe='')}", idempotent=True,
+                   params={"action": "ABORT"}, dataset=dataset_id, batch_id=batch_id,
+                   not_found=BatchNotFoundError)
+
+    def wait_for_batch(
+        self,
+        batch_id: str,
+        *,
+        dataset_id: str | None = None,
+        deadline_s: float = 900.0,
+        poll_initial_s: float = 1.0,
+        poll_max_s: float = 15.0,
+        abort_on_timeout: bool = True,
+    ) -> dict[str, Any]:
+        """Poll the Catalog until the batch is final; return it when it succeeded.
+
+        `failed` (and `aborted`/`abandoned`/reverted) raises `BatchFailedError` with Platform's error codes.
+        Still not final at the deadline raises `BatchStuckError`; by default the batch is aborted first, so
+        it cannot go live after the run has reported failure (a later re-run would otherwise end with two
+        live batches for the same data: this one, and the re-run's, which could not name it as predecessor).
+        """
+        started = time.monotonic()
+        poll = poll_initial_s
+        while True:
+            batch = self.get_batch(batch_id, dataset_id=dataset_id)
+            status = str(batch.get("status") or "").lower()
+            if status in SUCCESS_STATUSES:
+                return batch
+            if status in FAILED_STATUSES:
+                errors = batch.get("errors") or []
+                summary = "; ".join(f"{e.get('code')}: {e.get('description')}" for e in errors
+                                    if isinstance(e, Mapping)) or "Platform gave no error details"
+                metrics = batch.get("metrics") or {}
+                raise BatchFailedError(
+                    f"batch ended {status}: {summary} (records in {metrics.get('inputRecordCount', '?')}, "
+                    f"failed {metrics.get('failedRecordCount', '?')}; row errors: "
+                    f"GET /data/foundation/export/batches/{batch_id}/meta?path=row_errors)",
+                    errors=[e for e in errors if isinstance(e, Mapping)], metrics=metrics, final_status=status,
+                    dataset=dataset_id or _dataset_of(batch), batch_id=batch_id,
+                )
+            elapsed = time.monotonic() - started
+            if elapsed >= deadline_s:
+                aborted = False
+                note = "left as is"
+                if abort_on_timeout:
+                    try:
+                        self.abort(batch_id, dataset_id=dataset_id)
+                        aborted, note = True, "aborted so it cannot go live later"
+                    except ExperiencePlatformError as exc:
+                        note = f"abort failed too ({exc.reason}): it may still go live"
+                raise BatchStuckError(
+                    f"batch still {status or 'unknown'} after {elapsed:.1f}s (deadline {deadline_s:g}s); {note}",
+                    last_status=status, aborted=aborted, dataset=dataset_id or _dataset_of(batch),
+                    batch_id=batch_id,
+                )
+            self.log.debug("batch %s is %s; polling again in %.1fs", batch_id, status, poll)
+            time.sleep(min(poll, max(0.0, deadline_s - elapsed)))
+            poll = min(poll * 1.6, poll_max_s)
+
+    # -- the whole protocol ---------------------------------------------------------------------------
+
+    def publish(
+        self,
+        dataset_id: str,
+        parquet_bytes: bytes,
+        *,
+        label: str,
+        predecessors: Sequence[str] | None = None,
+        file_name: str | None = None,
+        deadline_s: float = 900.0,
+        poll_initial_s: float = 1.0,
+        poll_max_s: float = 15.0,
+    ) -> PublishResult:
+        """Create a batch, upload one Parquet file, complete it and wait until it is live.
+
+        `label` names what the file holds (e.g. `campaigns/2026-10-01`) and is stored as a batch tag.
+        `predecessors`: the batches this one replaces. None = the live batches already published under the
+        same label (so re-publishing a partition leaves exactly one live batch); `[]` = replace nothing.
+        Any failure after the batch was created aborts it (unless Platform already failed it), so the
+        replaced batches stay live and no half-published batch can go live later.
+        """
+        started = time.monotonic()
+        name = file_name or re.sub(r"[^A-Za-z0-9._=-]+", "_", label).strip("_") + ".parquet"
+        if not parquet_bytes:
+            raise ValueError("refusing to publish an empty file (Platform fails 0-byte files, code 106)")
+        if len(parquet_bytes) > self.max_file_bytes:
+            raise FileTooLargeError(
+                f"{name} is {len(parquet_bytes)} bytes, over the {self.max_file_bytes}-byte small-file upload "
+                "limit; publish the partition as several smaller files", dataset=dataset_id,
+            )
+        # An idempotent call first: a missing dataset, a wrong sandbox or bad credentials surface here, before
+        # the one call that must not be retried blindly.
+        self.get_dataset(dataset_id)
+        if predecessors is None:
+            predecessors = [b["id"] for b in self.find_live_batches(dataset_id, label)]
+        batch = self.create_batch(dataset_id, replay_predecessors=predecessors,
+                                  tags={LABEL_TAG: [label]})
+        batch_id = str(batch["id"])
+        self.log.info("publishing %s (%d bytes) to dataset %s as batch %s, replacing %s",
+                      label, len(parquet_bytes), dataset_id, batch_id, list(predecessors) or "nothing")
+        try:
+            self.upload_file(batch_id, dataset_id, name, parquet_bytes)
+            self.complete(batch_id, dataset_id=dataset_id)
+            final = self.wait_for_batch(batch_id, dataset_id=dataset_id, deadline_s=deadline_s,
+                                        poll_initial_s=poll_initial_s, poll_max_s=poll_max_s)
+        except (BatchFailedError, BatchStuckError):
+            raise  # final already, or aborted by wait_for_batch
+        except BaseException as exc:
+            self._abort_quietly(batch_id, dataset_id, exc)
+            if isinstance(exc, ExperiencePlatformError):
+                raise exc.with_context(dataset=dataset_id, batch_id=batch_id) from None
+            raise
+        metrics = final.get("metrics") or {}
+        result = PublishResult(
+            batch_id=batch_id,
+            dataset_id=dataset_id,
+            label=label,
+            external_id=str(batch.get("externalId")),
+            status=str(final.get("status")),
+            records_in=int(metrics.get("inputRecordCount") or 0),
+            records_out=int(metrics.get("outputRecordCount") or 0),
+            records_failed=int(metrics.get("failedRecordCount") or 0),
+            file_bytes=len(parquet_bytes),
+            duration_s=time.monotonic() - started,
+            predecessors=tuple(predecessors),
+            errors=tuple(dict(e) for e in final.get("errors") or () if isinstance(e, Mapping)),
+        )
+        self.log.info("batch %s is %s: %d records in, %d out, %d failed (%.1fs)", batch_id, result.status,
+                      result.records_in, result.records_out, result.records_failed, result.duration_s)
+        return result
+
+    def _abort_quietly(self, batch_id: str, dataset_id: str, cause: BaseException) -> None:
+        try:
+            self.abort(batch_id, dataset_id=dataset_id)
+            self.log.warning("aborted batch %s after: %s", batch_id, cause)
+        except ExperiencePlatformError as exc:
+            # A batch that was never completed cannot go live; Platform marks it abandoned eventually.
+            self.log.warning("could not abort batch %s after %s: %s", batch_id, cause, exc)

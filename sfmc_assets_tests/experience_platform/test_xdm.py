@@ -1,0 +1,159 @@
+"""The XDM mapping: defaults fit the sandbox schemas, nulls are omitted, `_id`s are deterministic.
+
+Records are checked with the sandbox's own validator on the Parquet bytes we produce, i.e. exactly what
+batch promotion would decide, without the HTTP round trip (the client tests do that part).
+"""
+
+import io
+import uuid
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from sfmc_assets.lib.experience_platform import (
+    XdmMapping,
+    XdmMappingError,
+    column_lineage,
+    default_mappings,
+    to_parquet_bytes,
+    to_xdm,
+)
+from sfmc_assets.lib.experience_platform.xdm import XDM_ID_NAMESPACE
+from sfmc_assets.sandboxes.experience_platform import SEED_DATASETS, schema_field_paths
+from sfmc_assets.sandboxes.experience_platform.schemas import Validator
+from sfmc_assets_tests.experience_platform.support import activities_frame, contacts_frame, engagement_frame
+
+SEEDS = {s.key: s for s in SEED_DATASETS}
+FRAMES = {"contacts": contacts_frame, "engagement": engagement_frame, "activities": activities_frame}
+
+
+def _parquet_rows(frame: pl.DataFrame) -> list[dict]:
+    return pq.read_table(io.BytesIO(to_parquet_bytes(frame))).to_pylist()
+
+
+def _validated(kind: str) -> list[dict]:
+    """Map the kind's frame with the default mapping and validate every Parquet row like the sandbox does."""
+    mapping = default_mappings()[kind]
+    validator = Validator(SEEDS[kind].schema, require_primary_identity=True)
+    out = []
+    for row in _parquet_rows(to_xdm(FRAMES[kind](), mapping)):
+        record, errors = validator.validate(row, from_parquet=True)
+        assert errors == [], errors
+        out.append(record)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["contacts", "engagement", "activities"])
+def test_default_mappings_target_the_seeded_datasets_and_their_fields(kind: str) -> None:
+    mapping = default_mappings()[kind]
+    assert mapping.dataset == SEEDS[kind].id
+    paths = schema_field_paths(SEEDS[kind].schema)
+    for xdm_path in column_lineage(mapping):
+        root = xdm_path.split(".")[0] if xdm_path.startswith("identityMap.") else xdm_path
+        assert root in paths, f"{xdm_path} is not a field of {SEEDS[kind].schema['$id']}"
+
+
+@pytest.mark.parametrize("kind", ["contacts", "engagement", "activities"])
+def test_mapped_rows_are_valid_xdm(kind: str) -> None:
+    records = _validated(kind)
+    assert len(records) == FRAMES[kind]().height
+
+
+def test_contacts_records_omit_nulls_and_keep_values() -> None:
+    complete, sparse, blank = _validated("contacts")
+    assert complete["person"] == {"name": {"firstName": "Ann", "lastName": "Lee"}}
+    assert complete["identityMap"] == {
+        "Email": [{"id": "ann@example.com", "primary": True}],
+        "SFMCSubscriberKey": [{"id": "c-1", "primary": False}],
+    }
+    lifecycle = complete["_sfmcsandbox"]["lifecycle"]
+    assert lifecycle["lifetimeValue"] == 10.5 and lifecycle["totalOrders"] == 1
+    assert lifecycle["lastOrderDate"] == "2026-09-30T12:00:00.000Z"
+    # Nothing is sent as null: absent values have no key, an object with no values is absent itself.
+    assert "person" not in sparse
+    assert set(sparse["_sfmcsandbox"]["lifecycle"]) == {"subscriberKey", "stage", "optIn", "modifiedAt"}
+    assert blank["person"] == {"name": {"firstName": "Cyrille"}}  # "" is not a value either
+
+
+def test_null_struct_is_null_in_parquet_not_a_struct_of_nulls() -> None:
+    rows = _parquet_rows(to_xdm(contacts_frame(), default_mappings()["contacts"]))
+    assert rows[1]["person"] is None
+    schema = pq.read_schema(io.BytesIO(to_parquet_bytes(to_xdm(contacts_frame(), default_mappings()["contacts"]))))
+    assert str(schema.field("identityMap").type).startswith("map<")
+
+
+def test_events_have_deterministic_ids_timestamps_and_event_types() -> None:
+    mapping = default_mappings()["engagement"]
+    first, second = to_xdm(engagement_frame(), mapping), to_xdm(engagement_frame(), mapping)
+    assert first["_id"].to_list() == second["_id"].to_list()
+    expected = str(uuid.uuid5(XDM_ID_NAMESPACE, f"{mapping.dataset}\x1fe-0"))
+    assert first["_id"][0] == expected
+    assert first["_id"].n_unique() == first.height
+    assert first["eventType"].to_list() == [
+        "directMarketing.emailSent", "directMarketing.emailOpened", "directMarketing.emailClicked",
+        "message.feedback", "directMarketing.emailUnsubscribed", "directMarketing.emailBounced",
+    ]
+    records = _validated("engagement")
+    assert records[0]["timestamp"] == "2026-10-01T00:00:00.000Z"
+    assert records[3]["_sfmcsandbox"]["engagement"]["sentiment"] == "negative"
+    assert "sentiment" not in records[0]["_sfmcsandbox"]["engagement"]
+
+
+def test_activities_fill_web_and_commerce_only_where_they_apply() -> None:
+    page_view, form, purchase, *_ = _validated("activities")
+    assert page_view["web"] == {"webPageDetails": {"URL": "https://example.com/"}}
+    assert "commerce" not in page_view and "web" not in form
+    assert purchase["commerce"] == {"order": {"purchaseID": "O-1", "priceTotal": 99.9}}
+    assert purchase["eventType"] == "commerce.purchases"
+
+
+def test_unmapped_event_value_missing_column_and_null_key_are_errors() -> None:
+    mapping = default_mappings()["engagement"]
+    with pytest.raises(XdmMappingError, match=r"values \['forward'\] have no eventType"):
+        to_xdm(engagement_frame().with_columns(pl.lit("forward").alias("action")), mapping)
+    with pytest.raises(XdmMappingError, match=r"\['link_url'\]"):
+        to_xdm(engagement_frame().drop("link_url"), mapping)
+    with pytest.raises(XdmMappingError, match="null key"):
+        to_xdm(engagement_frame().with_columns(pl.lit(None, pl.String).alias("engagement_id")), mapping)
+
+
+def test_mapping_rules() -> None:
+    base = {"dataset": "d", "xdm_class": "experience_event", "timestamp": "event_at",
+            "id_columns": ["engagement_id"]}
+    with pytest.raises(ValidationError, match="only one identity may be primary"):
+        XdmMapping.model_validate({**base, "identities": {"Email": {"column": "e", "primary": True},
+                                                          "ECID": {"column": "x", "primary": True}}})
+    with pytest.raises(ValidationError, match="is filled from"):
+        XdmMapping.model_validate({**base, "fields": {"timestamp": "event_at"}})
+    with pytest.raises(ValidationError, match="both a value and the parent"):
+        XdmMapping.model_validate({**base, "fields": {"a.b": "x", "a.b.c": "y"}})
+    with pytest.raises(ValidationError, match="needs `timestamp`"):
+        XdmMapping.model_validate({**base, "timestamp": None})
+    with pytest.raises(ValidationError, match="only exist on experience_event"):
+        XdmMapping.model_validate({"dataset": "d", "xdm_class": "profile", "timestamp": "t"})
+    with pytest.raises(ValidationError, match="extra"):
+        XdmMapping.model_validate({**base, "feilds": {}})
+
+
+@pytest.mark.parametrize("kind", ["contacts", "engagement", "activities"])
+def test_mappings_round_trip_through_yaml(kind: str) -> None:
+    mapping = default_mappings()[kind]
+    text = yaml.safe_dump({"aep": mapping.model_dump(mode="json", exclude_defaults=True)}, sort_keys=False)
+    assert XdmMapping.model_validate(yaml.safe_load(text)["aep"]) == mapping
+
+
+def test_column_lineage() -> None:
+    lineage = column_lineage(default_mappings()["contacts"])
+    assert lineage["person.name.firstName"] == ["first_name"]
+    assert lineage["identityMap.Email"] == ["email"]
+    assert lineage["_id"] == ["contact_key"]
+    assert lineage["_sfmcsandbox.lifecycle.lifetimeValue"] == ["lifetime_value"]
+
+
+def test_default_mappings_accept_other_ids_and_tenant() -> None:
+    mapping = default_mappings({"contacts": "abc"}, tenant_id="acme")["contacts"]
+    assert mapping.dataset == "abc"
+    assert "_acme.lifecycle.stage" in mapping.fields
