@@ -12,11 +12,17 @@ import dagster as dg
 
 from sfmc_assets.defs.clean.assets import build_clean_asset
 from sfmc_assets.defs.executors import executor_from_env
+from sfmc_assets.defs.experience_platform.assets import build_publish_asset
 from sfmc_assets.defs.marketing_cloud.assets import build_raw_asset
 from sfmc_assets.defs.schedules import build_daily_job, build_daily_schedule
 from sfmc_assets.defs.segments.assets import build_segment_assets
 from sfmc_assets.lib.config import ProjectConfig, load_config
-from sfmc_assets.resources import lake_resource, marketing_cloud_resource, warehouse_resource
+from sfmc_assets.resources import (
+    experience_platform_resource,
+    lake_resource,
+    marketing_cloud_resource,
+    warehouse_resource,
+)
 
 
 def build_definitions(config: ProjectConfig | None = None) -> dg.Definitions:
@@ -31,8 +37,9 @@ def build_definitions(config: ProjectConfig | None = None) -> dg.Definitions:
 def _build(config: ProjectConfig) -> dg.Definitions:
     raw_assets = [build_raw_asset(de, config) for de in config.data_extensions]
     clean_assets = [build_clean_asset(de, config) for de in config.data_extensions]
+    publish_assets = [a for de in config.data_extensions if (a := build_publish_asset(de, config)) is not None]
     segment_assets = build_segment_assets(config)
-    assets = [*raw_assets, *clean_assets, *segment_assets]
+    assets = [*raw_assets, *clean_assets, *publish_assets, *segment_assets]
     # One daily job per partitions definition (data extensions may start on different days).
     jobs, schedules = [], []
     by_start: dict[object, list[dg.AssetsDefinition]] = {}
@@ -45,12 +52,12 @@ def _build(config: ProjectConfig) -> dg.Definitions:
         jobs.append(job)
         schedules.append(build_daily_schedule(job, config.lookback_days, start))
     return dg.Definitions(
-        assets=[*raw_assets, *clean_assets, *segment_assets],
+        assets=assets,
         jobs=jobs,
         schedules=schedules,
         executor=executor_from_env(),
         resources={"marketing_cloud": marketing_cloud_resource(), "lake": lake_resource(),
-                   "warehouse": warehouse_resource()},
+                   "warehouse": warehouse_resource(), "experience_platform": experience_platform_resource()},
     )
 
 

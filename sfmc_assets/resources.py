@@ -15,6 +15,8 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from sfmc_assets.lib import settings
+from sfmc_assets.lib.experience_platform import ExperiencePlatformClient
+from sfmc_assets.lib.experience_platform import RetrySettings as AepRetrySettings
 from sfmc_assets.lib.lake import ParquetLake
 from sfmc_assets.lib.marketing_cloud import MarketingCloudClient, RetrySettings
 from sfmc_assets.lib.marketing_cloud.client import LogSink
@@ -100,6 +102,53 @@ class MarketingCloudResource(dg.ConfigurableResource):
         self._clients.clear()
 
 
+AEP_ENV_VARS = ("AEP_CLIENT_ID", "AEP_CLIENT_SECRET", "AEP_ORG_ID", "AEP_SANDBOX_NAME")
+
+
+class ExperiencePlatformResource(dg.ConfigurableResource):
+    """An Adobe Experience Platform org and sandbox (OAuth server-to-server credential), or the local sandbox.
+
+    Leave `client_id` unset to use the local sandbox. The secret is excluded from `repr` and never logged.
+    """
+
+    client_id: str | None = Field(default=None, description="Developer Console client id (AEP_CLIENT_ID).")
+    client_secret: str | None = Field(default=None, repr=False, description="Client secret (AEP_CLIENT_SECRET).")
+    org_id: str | None = Field(default=None, description="IMS org id, ...@AdobeOrg (AEP_ORG_ID).")
+    sandbox_name: str = Field(default="prod", description="Platform sandbox (AEP_SANDBOX_NAME).")
+    scopes: str | None = Field(default=None, description="IMS scopes, comma-separated (AEP_SCOPES).")
+    ims_url: str = Field(default="https://ims-na1.adobelogin.com", description="IMS host (AEP_IMS_URL).")
+    platform_url: str = Field(default="https://platform.adobe.io", description="Platform gateway (AEP_PLATFORM_URL).")
+    batch_deadline_s: float = Field(default=900.0, description="How long a batch may stay loading/processing.")
+    poll_initial_s: float = Field(default=1.0, description="First wait between batch status polls (backs off).")
+    backoff_initial_s: float = Field(default=1.0, description="First retry backoff step.")
+    sandbox_discovery_file: str | None = Field(default=None, description="Local sandbox discovery file.")
+
+    _clients: list[ExperiencePlatformClient] = PrivateAttr(default_factory=list)
+
+    def get_client(self, logger: LogSink | None = None) -> ExperiencePlatformClient:
+        retry = AepRetrySettings(backoff_initial_s=self.backoff_initial_s)
+        if self.client_id:
+            if not (self.client_secret and self.org_id):
+                raise dg.Failure(description="AEP_CLIENT_ID is set but AEP_CLIENT_SECRET or AEP_ORG_ID is not.",
+                                 allow_retries=False)
+            kwargs = {"scopes": self.scopes} if self.scopes else {}
+            client = ExperiencePlatformClient(
+                client_id=self.client_id, client_secret=self.client_secret, org_id=self.org_id,
+                sandbox_name=self.sandbox_name, ims_url=self.ims_url, platform_url=self.platform_url,
+                retry=retry, logger=logger, **kwargs)
+        else:
+            path = Path(self.sandbox_discovery_file or settings.sandbox_dir() / "experience_platform.json")
+            client = ExperiencePlatformClient.from_discovery(
+                _sandbox_discovery(path, "Experience Platform", AEP_ENV_VARS), retry=retry, logger=logger)
+        self._clients.append(client)
+        return client
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        for client in self._clients:
+            client.close()
+        self._clients.clear()
+
+
 class LakeResource(dg.ConfigurableResource):
     """Where partition files live: a local folder or any fsspec/UPath URI (SFMC_ASSETS_LAKE_URI)."""
 
@@ -128,6 +177,18 @@ def marketing_cloud_resource() -> MarketingCloudResource:
             account_id=dg.EnvVar("SFMC_ACCOUNT_ID") if os.environ.get("SFMC_ACCOUNT_ID") else None,
         )
     return MarketingCloudResource()
+
+
+def experience_platform_resource() -> ExperiencePlatformResource:
+    """Real credentials when AEP_CLIENT_ID is set (EnvVars resolved at run time), else the local sandbox."""
+    if not os.environ.get("AEP_CLIENT_ID"):
+        return ExperiencePlatformResource()
+    optional = {name: dg.EnvVar(var) for name, var in (
+        ("sandbox_name", "AEP_SANDBOX_NAME"), ("scopes", "AEP_SCOPES"), ("ims_url", "AEP_IMS_URL"),
+        ("platform_url", "AEP_PLATFORM_URL")) if os.environ.get(var)}
+    return ExperiencePlatformResource(client_id=dg.EnvVar("AEP_CLIENT_ID"),
+                                      client_secret=dg.EnvVar("AEP_CLIENT_SECRET"),
+                                      org_id=dg.EnvVar("AEP_ORG_ID"), **optional)
 
 
 def warehouse_resource() -> WarehouseResource:

@@ -13,6 +13,7 @@ import pytest
 
 from sfmc_assets.lib.config import ProjectConfig, load_config
 from sfmc_assets.lib.marketing_cloud import MarketingCloudClient, RetrySettings
+from sfmc_assets.sandboxes.experience_platform import ExperiencePlatformSandbox
 from sfmc_assets.sandboxes.marketing_cloud import MarketingCloudSandbox
 
 #: The sandbox tenant's data covers these UTC days in tests (half-open).
@@ -56,11 +57,27 @@ def fresh_mc_sandbox(tmp_path: Path) -> Iterator[MarketingCloudSandbox]:
     sandbox.stop()
 
 
+@pytest.fixture(scope="session")
+def _shared_aep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExperiencePlatformSandbox]:
+    sandbox = ExperiencePlatformSandbox(tmp_path_factory.mktemp("aep_shared"), processing_delay_s=0.05)
+    sandbox.start()
+    yield sandbox
+    sandbox.stop()
+
+
+@pytest.fixture
+def aep_sandbox(_shared_aep: ExperiencePlatformSandbox) -> Iterator[ExperiencePlatformSandbox]:
+    """The shared Experience Platform sandbox, faults cleared around each test."""
+    _shared_aep.clear_faults()
+    yield _shared_aep
+    _shared_aep.clear_faults()
+
+
 def client_for(sandbox: MarketingCloudSandbox, **kwargs: object) -> MarketingCloudClient:
     return MarketingCloudClient(sandbox.url, sandbox.client_id, sandbox.client_secret,
                                 retry=kwargs.pop("retry", FAST_RETRY), **kwargs)  # type: ignore[arg-type]
 
 
-def write_discovery(sandbox: MarketingCloudSandbox, path: Path) -> Path:
+def write_discovery(sandbox: MarketingCloudSandbox | ExperiencePlatformSandbox, path: Path) -> Path:
     path.write_text(json.dumps(sandbox.discovery()), encoding="utf-8")
     return path

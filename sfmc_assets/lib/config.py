@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sfmc_assets.lib.canonical import KINDS, LIFECYCLE_STAGES, Kind
+from sfmc_assets.lib.experience_platform.xdm import XdmMapping
 from sfmc_assets.lib.settings import config_path
 
 FieldType = Literal["Text", "Number", "Date", "Boolean", "EmailAddress", "Phone", "Decimal", "Locale"]
@@ -88,7 +89,9 @@ class DataExtensionConfig(_Strict):
         "valid rows go on; above it the partition is blocked. 0 = any failing row blocks.",
     )
     owners: tuple[str, ...] = ()
-    aep_dataset: str | None = Field(default=None, description="Experience Platform dataset id (publishing).")
+    aep: XdmMapping | None = Field(
+        default=None, description="Experience Platform dataset and XDM mapping; omitted = not published."
+    )
 
     @field_validator("fields", mode="before")
     @classmethod
@@ -140,6 +143,11 @@ class DataExtensionConfig(_Strict):
         for role in kind.enum_roles:
             if role.name in self.columns and role.name not in self.values:
                 raise ValueError(f"{self.name}: enum role {role.name!r} is mapped but has no `values` mapping")
+        if self.aep is not None:
+            known = {r.name for r in kind.roles}
+            unknown_columns = sorted(set(self.aep.source_columns()) - known)
+            if unknown_columns:
+                raise ValueError(f"{self.name}: the XDM mapping reads {unknown_columns}, not columns of kind {kind.name}")
         if self.fields is not None:
             names = {f.name.lower() for f in self.fields}
             absent = sorted(c for c in self.columns.values() if c.lower() not in names)

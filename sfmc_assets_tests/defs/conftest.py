@@ -8,21 +8,37 @@ import pytest
 
 from sfmc_assets.definitions import build_definitions
 from sfmc_assets.lib.config import ProjectConfig
-from sfmc_assets.resources import LakeResource, MarketingCloudResource
+from sfmc_assets.resources import (
+    ExperiencePlatformResource,
+    LakeResource,
+    MarketingCloudResource,
+    WarehouseResource,
+)
+from sfmc_assets.sandboxes.experience_platform import ExperiencePlatformSandbox
 from sfmc_assets.sandboxes.marketing_cloud import MarketingCloudSandbox
 from sfmc_assets_tests.conftest import write_discovery
 
 Materialize = Callable[..., dg.ExecuteInProcessResult]
 
 
-def resources_for(sandbox: MarketingCloudSandbox, tmp_path: Path) -> dict[str, object]:
+def resources_for(sandbox: MarketingCloudSandbox, tmp_path: Path,
+                  aep: ExperiencePlatformSandbox | None = None, **aep_config: object) -> dict[str, object]:
+    """Resources of a test run: the sandboxes found through discovery files, as in production."""
     discovery = write_discovery(sandbox, tmp_path / "marketing_cloud.json")
-    return {
+    resources: dict[str, object] = {
         "marketing_cloud": MarketingCloudResource(
             sandbox_discovery_file=str(discovery), backoff_initial_s=0.05, max_retry_s=20.0, max_attempts=5,
         ),
         "lake": LakeResource(base_uri=str(tmp_path / "lake")),
+        "warehouse": WarehouseResource(path=str(tmp_path / "warehouse.duckdb")),
     }
+    # Without an Experience Platform sandbox the resource points nowhere: only publish assets would use it.
+    aep_discovery = write_discovery(aep, tmp_path / "experience_platform.json") if aep else tmp_path / "no_aep.json"
+    resources["experience_platform"] = ExperiencePlatformResource(
+        sandbox_discovery_file=str(aep_discovery), poll_initial_s=0.05, backoff_initial_s=0.05,
+        **aep_config,  # type: ignore[arg-type]
+    )
+    return resources
 
 
 @pytest.fixture
@@ -32,10 +48,11 @@ def instance() -> dg.DagsterInstance:
 
 
 def make_materialize(
-    sandbox: MarketingCloudSandbox, tmp_path: Path, instance: dg.DagsterInstance, config: ProjectConfig
+    sandbox: MarketingCloudSandbox, tmp_path: Path, instance: dg.DagsterInstance, config: ProjectConfig,
+    aep: ExperiencePlatformSandbox | None = None, **aep_config: object,
 ) -> Materialize:
     defs = build_definitions(config)
-    resources = resources_for(sandbox, tmp_path)
+    resources = resources_for(sandbox, tmp_path, aep, **aep_config)
 
     def run(partition: str, selection: str | None = None, **kw: object) -> dg.ExecuteInProcessResult:
         return dg.materialize(
@@ -47,12 +64,12 @@ def make_materialize(
 
 
 @pytest.fixture
-def materialize(mc_sandbox: MarketingCloudSandbox, tmp_path: Path, instance: dg.DagsterInstance,
-                config: ProjectConfig) -> Materialize:
-    return make_materialize(mc_sandbox, tmp_path, instance, config)
+def materialize(mc_sandbox: MarketingCloudSandbox, aep_sandbox: ExperiencePlatformSandbox, tmp_path: Path,
+                instance: dg.DagsterInstance, config: ProjectConfig) -> Materialize:
+    return make_materialize(mc_sandbox, tmp_path, instance, config, aep_sandbox)
 
 
 @pytest.fixture
-def materialize_fresh(fresh_mc_sandbox: MarketingCloudSandbox, tmp_path: Path, instance: dg.DagsterInstance,
-                      config: ProjectConfig) -> Materialize:
-    return make_materialize(fresh_mc_sandbox, tmp_path, instance, config)
+def materialize_fresh(fresh_mc_sandbox: MarketingCloudSandbox, aep_sandbox: ExperiencePlatformSandbox,
+                      tmp_path: Path, instance: dg.DagsterInstance, config: ProjectConfig) -> Materialize:
+    return make_materialize(fresh_mc_sandbox, tmp_path, instance, config, aep_sandbox)

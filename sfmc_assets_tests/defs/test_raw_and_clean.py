@@ -71,9 +71,9 @@ def test_previews_do_not_leak_contact_details(
 
 def test_rerun_replaces_the_partition(materialize: Materialize, tmp_path: Path) -> None:
     lake = ParquetLake(str(tmp_path / "lake"))
-    assert materialize(PARTITION, selection="sfmc/raw/campaigns*").success
+    assert materialize(PARTITION, selection="sfmc/raw/campaigns+").success
     first = lake.read(["sfmc", "clean", "campaigns"], PARTITION)
-    assert materialize(PARTITION, selection="sfmc/raw/campaigns*").success
+    assert materialize(PARTITION, selection="sfmc/raw/campaigns+").success
     second = lake.read(["sfmc", "clean", "campaigns"], PARTITION)
     assert second.height == first.height and second["engagement_id"].is_unique().all()
 
@@ -91,7 +91,7 @@ def test_bad_data_fails_the_gate_and_nothing_downstream_runs(
     materialize_fresh: Materialize, fresh_mc_sandbox: MarketingCloudSandbox, tmp_path: Path, kind: str, rule: str
 ) -> None:
     fresh_mc_sandbox.inject_bad_rows("Contacts_DE", kind, dt.date(2026, 10, 3), n=2)
-    result = materialize_fresh(PARTITION, selection="sfmc/raw/contacts*")
+    result = materialize_fresh(PARTITION, selection="sfmc/raw/contacts+")
     assert not result.success
     evaluation = check_evaluations(result)[("sfmc/clean/contacts", "pandera_contract")]
     assert not evaluation.passed
@@ -117,7 +117,7 @@ def test_quarantine_tolerance_publishes_valid_rows(
         for d in config.data_extensions
     )})
     bad = fresh_mc_sandbox.inject_bad_rows("Contacts_DE", "invalid_email", dt.date(2026, 10, 3), n=1)
-    result = make_materialize(fresh_mc_sandbox, tmp_path, instance, tolerant)(PARTITION, selection="sfmc/raw/contacts*")
+    result = make_materialize(fresh_mc_sandbox, tmp_path, instance, tolerant)(PARTITION, selection="sfmc/raw/contacts+")
     assert result.success
     lake = ParquetLake(str(tmp_path / "lake"))
     clean = lake.read(["sfmc", "clean", "contacts"], PARTITION)
@@ -132,7 +132,7 @@ def test_schema_drift_fails_the_extract_naming_the_column(
     materialize_fresh: Materialize, fresh_mc_sandbox: MarketingCloudSandbox
 ) -> None:
     fresh_mc_sandbox.alter_schema("Web_Activities", drop=["FormName"])
-    result = materialize_fresh(PARTITION, selection="sfmc/raw/activities*")
+    result = materialize_fresh(PARTITION, selection="sfmc/raw/activities+")
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
     message = failure.step_failure_data.error.message
@@ -141,17 +141,18 @@ def test_schema_drift_fails_the_extract_naming_the_column(
     assert not result.get_asset_materialization_events()
 
 
-def test_missing_sandbox_and_credentials_is_a_clear_error(tmp_path: Path, instance: dg.DagsterInstance,
-                                                          config: ProjectConfig) -> None:
+def test_missing_sandbox_and_credentials_is_a_clear_error(mc_sandbox: MarketingCloudSandbox, tmp_path: Path,
+                                                          instance: dg.DagsterInstance, config: ProjectConfig) -> None:
     from sfmc_assets.definitions import build_definitions
-    from sfmc_assets.resources import LakeResource, MarketingCloudResource
+    from sfmc_assets.resources import MarketingCloudResource
+    from sfmc_assets_tests.defs.conftest import resources_for
 
     defs = build_definitions(config)
+    resources = {**resources_for(mc_sandbox, tmp_path),
+                 "marketing_cloud": MarketingCloudResource(sandbox_discovery_file=str(tmp_path / "none.json"))}
     result = dg.materialize(
         list(defs.assets or []), partition_key=PARTITION, selection="sfmc/raw/contacts",
-        resources={"marketing_cloud": MarketingCloudResource(sandbox_discovery_file=str(tmp_path / "none.json")),
-                   "lake": LakeResource(base_uri=str(tmp_path))},
-        instance=instance, raise_on_error=False,
+        resources=resources, instance=instance, raise_on_error=False,
     )
     failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
     assert "No Marketing Cloud credentials are set (SFMC_CLIENT_ID" in failure.step_failure_data.error.message
@@ -185,7 +186,7 @@ def test_fourth_data_extension_is_configuration_only(
         values={"activity_kind": {"Visit": "page_view", "Buy": "purchase"}},
     )
     four = config.model_copy(update={"data_extensions": (*config.data_extensions, visits)})
-    result = make_materialize(fresh_mc_sandbox, tmp_path, instance, four)(PARTITION, selection="sfmc/raw/store_visits*")
+    result = make_materialize(fresh_mc_sandbox, tmp_path, instance, four)(PARTITION, selection="sfmc/raw/store_visits+")
     assert result.success
     clean = ParquetLake(str(tmp_path / "lake")).read(["sfmc", "clean", "store_visits"], PARTITION)
     assert sorted(clean["activity_kind"].to_list()) == ["page_view", "purchase"]

@@ -1,0 +1,1 @@
+"""Publish assets: each validated partition sent to Experience Platform as one replaceable batch."""
