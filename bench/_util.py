@@ -24,10 +24,11 @@ def machine() -> dict[str, object]:
 
 
 @contextmanager
-def sandbox_process(rows: dict[str, int], start: str, end: str) -> Iterator[dict[str, object]]:
+def sandbox_process(rows: dict[str, int], start: str, end: str,
+                    state_dir: Path | None = None) -> Iterator[dict[str, object]]:
     """A Marketing Cloud sandbox in its own process (so it does not share the client's GIL)."""
     with tempfile.TemporaryDirectory(prefix="sfmc_bench_") as tmp:
-        state = Path(tmp)
+        state = state_dir or Path(tmp)
         args = [sys.executable, "-m", "sfmc_assets.sandboxes", "serve", "--state-dir", str(state),
                 "--no-experience-platform", "--start", start, "--end", end]
         for key, n in rows.items():

@@ -16,10 +16,9 @@ from pydantic import Field, PrivateAttr
 
 from sfmc_assets.lib import settings
 from sfmc_assets.lib.experience_platform import ExperiencePlatformClient
-from sfmc_assets.lib.experience_platform import RetrySettings as AepRetrySettings
 from sfmc_assets.lib.lake import ParquetLake
-from sfmc_assets.lib.marketing_cloud import MarketingCloudClient, RetrySettings
-from sfmc_assets.lib.marketing_cloud.client import LogSink
+from sfmc_assets.lib.marketing_cloud import MarketingCloudClient
+from sfmc_assets.lib.retrying import LogSink, RetrySettings
 from sfmc_assets.lib.warehouse import Warehouse
 
 SFMC_ENV_VARS = ("SFMC_CLIENT_ID", "SFMC_CLIENT_SECRET", "SFMC_AUTH_BASE_URI")
@@ -126,7 +125,7 @@ class ExperiencePlatformResource(dg.ConfigurableResource):
     _clients: list[ExperiencePlatformClient] = PrivateAttr(default_factory=list)
 
     def get_client(self, logger: LogSink | None = None) -> ExperiencePlatformClient:
-        retry = AepRetrySettings(backoff_initial_s=self.backoff_initial_s)
+        retry = RetrySettings(max_attempts=6, backoff_initial_s=self.backoff_initial_s)
         if self.client_id:
             if not (self.client_secret and self.org_id):
                 raise dg.Failure(description="AEP_CLIENT_ID is set but AEP_CLIENT_SECRET or AEP_ORG_ID is not.",

@@ -25,20 +25,12 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import orjson
 import requests
 from requests.adapters import HTTPAdapter
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_random_exponential,
-)
 
 from sfmc_assets.lib.experience_platform.errors import (
     AccessDeniedError,
@@ -52,6 +44,7 @@ from sfmc_assets.lib.experience_platform.errors import (
     FileTooLargeError,
     RetryableError,
 )
+from sfmc_assets.lib.retrying import GaveUp, LogSink, RetrySettings, call_with_retries, retry_after_seconds
 
 IMS_URL = "https://ims-na1.adobelogin.com"
 PLATFORM_URL = "https://platform.adobe.io"
@@ -93,26 +86,6 @@ _GATEWAY_HINTS = {
 }
 
 
-class LogSink(Protocol):
-    """What the client logs to: a `logging.Logger` or Dagster's `context.log`."""
-
-    def info(self, msg: str, *args: Any) -> None: ...
-    def warning(self, msg: str, *args: Any) -> None: ...
-    def debug(self, msg: str, *args: Any) -> None: ...
-
-
-@dataclass(frozen=True)
-class RetrySettings:
-    """Bounds of the retry policy for idempotent calls (and of create-batch recovery). Tests shrink them."""
-
-    max_attempts: int = 6
-    max_total_s: float = 300.0
-    backoff_initial_s: float = 1.0
-    backoff_max_s: float = 60.0
-    #: A `Retry-After` longer than this is not honoured blindly (it would stall the run).
-    retry_after_cap_s: float = 120.0
-
-
 @dataclass(frozen=True)
 class PublishResult:
     """What one `publish` did: the batch, its final state and Platform's record counts."""
@@ -146,15 +119,6 @@ class PublishResult:
             "duration_s": round(self.duration_s, 3),
             "replaced_batches": list(self.predecessors),
         }
-
-
-def _retry_after(header: str | None) -> float | None:
-    if header in (None, ""):
-        return None
-    try:
-        return max(0.0, float(header))  # type: ignore[arg-type]
-    except ValueError:
-        return None  # an HTTP-date: fall back to our own backoff
 
 
 def _decode(response: requests.Response) -> Any:
@@ -246,7 +210,7 @@ class ExperiencePlatformClient:
         self.ims_url = ims_url.rstrip("/")
         self.platform_url = platform_url.rstrip("/")
         self.timeout = timeout
-        self.retry = retry or RetrySettings()
+        self.retry = retry or RetrySettings(max_attempts=6)
         self.max_file_bytes = max_file_bytes
         self.log: LogSink = logger or logging.getLogger("sfmc_assets.experience_platform")
         self.counters: Counter[str] = Counter()
@@ -323,7 +287,7 @@ class ExperiencePlatformClient:
         if response.status_code in _TRANSIENT_STATUS:
             raise RetryableError(
                 f"IMS answered {response.status_code}: {detail or 'no message'}",
-                retry_after=_retry_after(response.headers.get("Retry-After")),
+                retry_after=retry_after_seconds(response.headers.get("Retry-After")),
                 request=request, status=response.status_code, code=code,
             )
         if response.status_code in (400, 401, 403):
@@ -356,47 +320,21 @@ class ExperiencePlatformClient:
             cause = type(exc.__context__ or exc).__name__
             raise RetryableError(f"connection failed or dropped ({cause})", request=request) from None
 
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        backoff = wait_random_exponential(multiplier=self.retry.backoff_initial_s,
-                                          max=self.retry.backoff_max_s)(state)
-        return self._delay(exc, backoff)
-
     def _backoff(self, attempt: int) -> float:
         """Full-jitter exponential backoff, as tenacity's `wait_random_exponential` (for loops of our own)."""
         ceiling = min(self.retry.backoff_max_s, self.retry.backoff_initial_s * 2 ** (attempt - 1))
         return random.uniform(0, ceiling)
 
-    def _delay(self, exc: BaseException | None, backoff: float) -> float:
-        if isinstance(exc, RetryableError) and exc.retry_after is not None:
-            # Honour Retry-After (capped), plus a little jitter so parallel publishers do not return together.
-            return min(exc.retry_after, self.retry.retry_after_cap_s) + min(backoff, 1.0) * 0.25
-        return backoff
-
     def _with_retries(self, fn: Callable[[], _T], *, request: str, dataset: str | None = None,
                       batch_id: str | None = None) -> _T:
-        started = time.monotonic()
-
-        def _before_sleep(state: RetryCallState) -> None:
-            self.counters["retries"] += 1
-            exc = state.outcome.exception() if state.outcome else None
-            self.log.warning("Experience Platform call failed (attempt %d), retrying in %.1fs: %s",
-                             state.attempt_number, state.upcoming_sleep, exc)
-
-        retrying = Retrying(
-            stop=stop_after_attempt(self.retry.max_attempts) | stop_after_delay(self.retry.max_total_s),
-            wait=self._wait,
-            retry=retry_if_exception_type(RetryableError),
-            before_sleep=_before_sleep,
-            reraise=True,
-        )
         try:
-            return retrying(fn)
-        except RetryableError as exc:
-            elapsed = time.monotonic() - started
-            attempts = retrying.statistics.get("attempt_number", 1)
+            return call_with_retries(fn, settings=self.retry, transient=RetryableError, counters=self.counters,
+                                     log=self.log, service="Experience Platform")
+        except GaveUp as gave_up:
+            exc = gave_up.last
+            assert isinstance(exc, RetryableError)
             raise ExperiencePlatformError(
-                f"gave up after {attempts} attempt(s) in {elapsed:.1f}s: {exc.reason}",
+                f"gave up after {gave_up.attempts} attempt(s) in {gave_up.elapsed_s:.1f}s: {exc.reason}",
                 dataset=exc.dataset or dataset, batch_id=exc.batch_id or batch_id,
                 request=exc.request or request, status=exc.status, code=exc.code, title=exc.title,
                 detail=exc.detail,
@@ -478,7 +416,7 @@ class ExperiencePlatformClient:
         message = detail or title or response.reason or "no message"
         if status in _TRANSIENT_STATUS:
             raise RetryableError(f"Platform answered {status}: {message}",
-                                 retry_after=_retry_after(response.headers.get("Retry-After")), **context)
+                                 retry_after=retry_after_seconds(response.headers.get("Retry-After")), **context)
         if code in _GATEWAY_HINTS:
             hint = _GATEWAY_HINTS[code].format(client_id=self.client_id, org_id=self.org_id,
                                                sandbox_name=self.sandbox_name)
@@ -638,7 +576,7 @@ class ExperiencePlatformClient:
                 elapsed = time.monotonic() - started
                 if attempt >= self.retry.max_attempts or elapsed >= self.retry.max_total_s:
                     break
-                delay = self._delay(exc, self._backoff(attempt))
+                delay = self.retry.delay(exc.retry_after, self._backoff(attempt))
                 time.sleep(min(delay, max(0.0, self.retry.max_total_s - elapsed)))
                 continue
             if not isinstance(batch, Mapping) or not batch.get("id"):

@@ -16,21 +16,12 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import orjson
 import requests
 from requests.adapters import HTTPAdapter
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_random_exponential,
-)
 
 from sfmc_assets.lib.marketing_cloud.errors import (
     AuthenticationError,
@@ -38,20 +29,13 @@ from sfmc_assets.lib.marketing_cloud.errors import (
     MarketingCloudError,
     RetryableError,
 )
+from sfmc_assets.lib.retrying import GaveUp, LogSink, RetrySettings, call_with_retries, retry_after_seconds
 
 _AUTH_HOST = re.compile(r"^(?P<sub>[a-z0-9-]+)\.auth\.marketingcloudapis\.com$", re.IGNORECASE)
 _SUBDOMAIN = re.compile(r"^[a-z0-9-]+$", re.IGNORECASE)
 _TRANSIENT_STATUS = {429, 500, 502, 503, 504}
 #: Refresh this long before the reported expiry: Salesforce recommends refreshing ~5 minutes ahead.
 TOKEN_REFRESH_MARGIN_S = 300.0
-
-
-class LogSink(Protocol):
-    """What the client logs to: a `logging.Logger` or Dagster's `context.log`."""
-
-    def info(self, msg: str, *args: Any) -> None: ...
-    def warning(self, msg: str, *args: Any) -> None: ...
-    def debug(self, msg: str, *args: Any) -> None: ...
 
 
 def normalize_auth_base_uri(value: str) -> str:
@@ -78,29 +62,6 @@ def normalize_auth_base_uri(value: str) -> str:
     if path.endswith("/v2/token"):
         path = path[: -len("/v2/token")]
     return f"{parts.scheme}://{parts.netloc}{path}/"
-
-
-@dataclass(frozen=True)
-class RetrySettings:
-    """Bounds of the retry policy. Defaults suit a real tenant; tests shrink the waits."""
-
-    max_attempts: int = 8
-    max_total_s: float = 300.0
-    backoff_initial_s: float = 1.0
-    backoff_max_s: float = 60.0
-    #: A `Retry-After` longer than this is not honoured blindly (it would stall the run).
-    retry_after_cap_s: float = 120.0
-
-
-def _retry_after(header: str | None, body: Mapping[str, Any] | None) -> float | None:
-    for raw in (header, (body or {}).get("retryAfter")):
-        if raw in (None, ""):
-            continue
-        try:
-            return max(0.0, float(raw))  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            continue
-    return None
 
 
 def _error_fields(body: Any) -> tuple[str | None, Any]:
@@ -212,7 +173,7 @@ class MarketingCloudClient:
         if response.status_code in _TRANSIENT_STATUS:
             raise RetryableError(
                 f"token endpoint answered {response.status_code}: {message or 'no message'}",
-                retry_after=_retry_after(response.headers.get("Retry-After"), body),
+                retry_after=retry_after_seconds(response.headers.get("Retry-After"), body),
                 request="POST v2/token", status=response.status_code, errorcode=code,
             )
         if response.status_code in (400, 401, 403):
@@ -249,40 +210,15 @@ class MarketingCloudClient:
             raise RetryableError(f"connection failed or dropped ({cause})",
                                  request=request, data_extension=data_extension) from None
 
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        backoff = wait_random_exponential(multiplier=self.retry.backoff_initial_s,
-                                          max=self.retry.backoff_max_s)(state)
-        if isinstance(exc, RetryableError) and exc.retry_after is not None:
-            # Honour Retry-After, plus a little jitter so parallel page fetches do not return in lockstep.
-            return min(exc.retry_after, self.retry.retry_after_cap_s) + min(backoff, 1.0) * 0.25
-        return backoff
-
     def _with_retries(self, fn: Any, *, request: str, data_extension: str | None) -> Any:
-        started = time.monotonic()
-
-        def _before_sleep(state: RetryCallState) -> None:
-            self.counters["retries"] += 1
-            exc = state.outcome.exception() if state.outcome else None
-            self.log.warning(
-                "Marketing Cloud call failed (attempt %d), retrying in %.1fs: %s",
-                state.attempt_number, state.upcoming_sleep, exc,
-            )
-
-        retrying = Retrying(
-            stop=stop_after_attempt(self.retry.max_attempts) | stop_after_delay(self.retry.max_total_s),
-            wait=self._wait,
-            retry=retry_if_exception_type(RetryableError),
-            before_sleep=_before_sleep,
-            reraise=True,
-        )
         try:
-            return retrying(fn)
-        except RetryableError as exc:
-            elapsed = time.monotonic() - started
-            attempts = retrying.statistics.get("attempt_number", 1)
+            return call_with_retries(fn, settings=self.retry, transient=RetryableError, counters=self.counters,
+                                     log=self.log, service="Marketing Cloud")
+        except GaveUp as gave_up:
+            exc = gave_up.last
+            assert isinstance(exc, RetryableError)
             raise MarketingCloudError(
-                f"gave up after {attempts} attempt(s) in {elapsed:.1f}s: {exc.reason}",
+                f"gave up after {gave_up.attempts} attempt(s) in {gave_up.elapsed_s:.1f}s: {exc.reason}",
                 data_extension=exc.data_extension or data_extension, request=exc.request or request,
                 status=exc.status, errorcode=exc.errorcode,
             ) from None
@@ -328,7 +264,7 @@ class MarketingCloudClient:
         if status in _TRANSIENT_STATUS:
             raise RetryableError(
                 f"Marketing Cloud answered {status}: {message}",
-                retry_after=_retry_after(response.headers.get("Retry-After"), body if isinstance(body, dict) else None),
+                retry_after=retry_after_seconds(response.headers.get("Retry-After"), body if isinstance(body, dict) else None),
                 request=request, data_extension=data_extension, status=status, errorcode=code,
             )
         if status == 401:

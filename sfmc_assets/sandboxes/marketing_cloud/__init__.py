@@ -58,6 +58,12 @@ class MarketingCloudSandbox:
         self._server = SandboxServer((host, port), self)
         self._thread: threading.Thread | None = None
 
+    def _de(self, key: str) -> DataExtension:
+        de = self.tenant.get(key)
+        if de is None:
+            raise KeyError(f"Data Extension cannot be retrieved for key {key}.")
+        return de
+
     def _persisted_secret(self) -> str:
         path = self.state_dir / "client_secret"
         if not path.exists():
@@ -131,7 +137,7 @@ class MarketingCloudSandbox:
         self.tenant.upsert(key, rows)
 
     def delete_rows(self, key: str, where_sql: str, params: Sequence[Any] | None = None) -> int:
-        de = self.tenant.get(key)
+        de = self._de(key)
         before = self.tenant.count(de)
         self.tenant.execute(f"DELETE FROM {de.table} WHERE {where_sql}", params)
         return before - self.tenant.count(de)
@@ -153,8 +159,8 @@ class MarketingCloudSandbox:
         """Copy `n` rows into the UTC `day` with one defect of `kind`; returns their primary keys."""
         if kind not in BAD_ROW_KINDS:
             raise ValueError(f"unknown kind {kind!r}; expected one of {BAD_ROW_KINDS}")
-        de = self.tenant.get(key)
-        pk = de.pk[0].name
+        de = self._de(key)
+        pk = (de.pk or de.fields)[0].name
         noon = dt.datetime.combine(day, dt.time(12), tzinfo=dt.timezone.utc)
         template = self.ground_truth(key).head(n).to_dicts()
         text_enum = {"Contacts_DE": "CustomerStage", "Campaign_Engagement": "EventName",
@@ -168,23 +174,35 @@ class MarketingCloudSandbox:
             raw: dict[str, str] = {}
             if kind == "invalid_email":
                 email = next((f.name for f in de.fields if f.type == "EmailAddress"), None)
+                if email is None:
+                    raise ValueError(f"{key} has no EmailAddress column for {kind!r}")
                 row[email] = ["not-an-email", "a@@b", "plain text"][i % 3]
             elif kind == "missing_required":
                 col = next(f.name for f in de.fields if not f.nullable and not f.primary_key and f.type != "Date")
                 row[col] = None
-            elif kind == "unmapped_value" and text_enum:
+            elif kind == "unmapped_value":
+                if text_enum is None:
+                    raise ValueError(f"{key} has no enumerated column for {kind!r}")
                 row[text_enum] = "VIP"
             elif kind == "duplicate_key":
-                # A data extension whose key is not enforced (isPrimaryKey false) can hold the same
-                # business key twice: here n rows share one key and one delta value, with other values.
+                # A data extension whose key is not enforced (isPrimaryKey false in Marketing Cloud while
+                # the pipeline keys on that column) can hold the same business key twice: here n rows
+                # share one new key and one delta value inside the day, with different other values.
                 text = next(f.name for f in de.fields if f.type == "Text" and not f.primary_key)
                 row[text] = f"{row[text]} #{i}"
             elif kind.startswith("unparseable_"):
-                # Stored typed (so filters still place the row in its day) but served as the raw text a
-                # Text column holding dates, numbers or booleans can contain.
-                wanted = {"date": "Date", "number": "Number", "boolean": "Boolean"}[kind.split("_")[1]]
-                col = next((f.name for f in de.fields if f.type == wanted and f.name != de.delta), de.delta)
-                raw[col] = {"Date": "13/45/2026 99:00:00 XM", "Number": "4.5e", "Boolean": "Yes"}[wanted]
+                # Marketing Cloud stores typed columns, so these values can only exist in Text columns
+                # holding dates, numbers or booleans. The store keeps the typed value (so filters still
+                # place the row in its day) plus a per-row raw override that is served verbatim.
+                wanted = {"date": ("Date",), "number": ("Number", "Decimal"),
+                          "boolean": ("Boolean",)}[kind.split("_", 1)[1]]
+                candidates = [f for f in de.fields if f.type in wanted and not f.primary_key]
+                # Prefer a column other than the delta one; the delta column itself is the fallback.
+                col_field = next((f for f in candidates if f.name != de.delta), candidates[0] if candidates else None)
+                if col_field is None:
+                    raise ValueError(f"{key} has no {'/'.join(wanted)} column for {kind!r}")
+                raw[col_field.name] = {"Date": "13/45/2026 99:00:00 XM", "Number": "4.5e", "Decimal": "12,3.4",
+                                       "Boolean": "Yes"}[col_field.type]
             if raw:
                 row["_raw"] = raw
             rows.append(row)

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 DOC = "https://developer.salesforce.com/docs/atlas.en-us.mc-apis.meta/mc-apis/error-handling.htm"
 MAX_PAGE_SIZE = 2500
 REQUEST_TOKEN_TTL = dt.timedelta(minutes=20)  # lifetime of a rowset requestToken: UNCONFIRMED
+PACKAGE_SCOPE = "data_extensions_read data_extensions_write"
+STAT_KEYS = ("token", "rowset_key", "rowset_token", "fields", "search", "upsert", "faults_served")
 NOT_AUTHORIZED = {"documentation": DOC, "errorcode": 0, "message": "Not Authorized"}
 BAD_CLIENT_ID = {"error": "invalid_client",
                  "error_description": "Invalid client ID. Use the client ID in Marketing Cloud Installed Packages.",
@@ -55,9 +57,11 @@ def _error(status: int, message: str, errorcode: int) -> _Reply:
 
 
 def _fault_reply(fault: Fault, route: str) -> _Reply:
+    """The status and body Marketing Cloud sends for `fault.status` (reference §1.4, §4.2)."""
     status = fault.status or 500
     if status == 429:
-        if route == "token" or fault.errorcode == 50200:
+        # The token endpoint throttles with 50200 (reference §1.4); REST routes with 50100 + Retry-After.
+        if fault.errorcode == 50200 or (route == "token" and fault.errorcode is None):
             return _Reply(429, {"message": "Your requests are temporarily blocked.", "errorcode": 50200,
                                 "documentation": DOC})
         retry = fault.retry_after if fault.retry_after is not None else 5
@@ -65,7 +69,17 @@ def _fault_reply(fault: Fault, route: str) -> _Reply:
                             "documentation": DOC}, {"Retry-After": str(retry)})
     if status == 503:
         headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-        return _Reply(503, {"message": "Service Unavailable", "errorcode": 50300, "documentation": DOC}, headers)
+        return _Reply(503, {"message": "Service Unavailable", "errorcode": fault.errorcode or 50300,
+                            "documentation": DOC}, headers)
+    if status == 401:
+        return _Reply(401, BAD_SECRET if route == "token" else NOT_AUTHORIZED)
+    if status == 403:
+        return _Reply(403, {"message": "Insufficient privileges to complete this action.",
+                            "errorcode": fault.errorcode or 20002, "documentation": DOC})
+    if status == 404:
+        return _error(404, "Object not found.", fault.errorcode or 30003)
+    if 400 <= status < 500:
+        return _error(status, "Bad request.", fault.errorcode or 10000)
     # The body of a generic 5xx is UNCONFIRMED; this follows the documented error shape.
     return _Reply(status, {"message": "Internal Server Error", "errorcode": fault.errorcode or 0,
                            "documentation": DOC})
@@ -79,7 +93,7 @@ class SandboxServer(ThreadingHTTPServer):
         super().__init__(address, Handler)
         self.sandbox = sandbox
         self.faults = FaultBook()
-        self.stats: Counter[str] = Counter()
+        self.stats: Counter[str] = Counter(dict.fromkeys(STAT_KEYS, 0))
         self.stats_lock = threading.Lock()
         self.tokens: dict[str, float] = {}  # access token -> monotonic expiry
         self.pinned: dict[str, Any] = {}  # requestToken -> PinnedQuery
@@ -166,8 +180,12 @@ class Handler(BaseHTTPRequestHandler):
         except _Reply as reply:
             self._send(reply.status, reply.body, reply.headers)
             return
+        except Exception as exc:  # a sandbox bug must surface as a 500 with a message, not a dropped socket
+            self._send(500, {"message": f"Internal Server Error: {type(exc).__name__}: {exc}", "errorcode": 0,
+                             "documentation": DOC})
+            return
         if route != "control" and other is not None and other.kind in ("malformed", "truncate"):
-            raw = orjson.dumps(payload)
+            raw = payload if isinstance(payload, bytes) else orjson.dumps(payload)
             if other.kind == "malformed":
                 self._send(status, raw[: max(1, len(raw) // 2)])
             else:
@@ -228,8 +246,10 @@ class Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.tokens[token] = time.monotonic() + sandbox.token_ttl_seconds
         base = sandbox.url
+        # Omitted scope = every scope of the package; a requested scope is granted as asked.
+        scope = data.get("scope")
         return 200, {"access_token": token, "token_type": "Bearer", "expires_in": 1079,
-                     "scope": "data_extensions_read data_extensions_write", "soap_instance_url": base,
+                     "scope": PACKAGE_SCOPE if scope is None else str(scope), "soap_instance_url": base,
                      "rest_instance_url": base}, {}
 
     def _authorize(self, query: dict[str, str]) -> None:
@@ -294,29 +314,29 @@ class Handler(BaseHTTPRequestHandler):
         return 200, self._envelope(token, pinned, self._page_no(query)), {}
 
     def _sweep(self, now: dt.datetime) -> None:
-        expired = [t for t, q in self.server.pinned.items() if q.expires < now]
-        for t in expired:
-            self.server.sandbox.tenant.release(self.server.pinned.pop(t))
-        while len(self.server.pinned) > 256:  # bound the cached results
-            oldest = next(iter(self.server.pinned))
-            self.server.sandbox.tenant.release(self.server.pinned.pop(oldest))
+        """Forget expired request tokens (and the oldest, beyond a bound; their results are cached apart)."""
+        for t in [t for t, q in self.server.pinned.items() if q.expires < now]:
+            del self.server.pinned[t]
+        while len(self.server.pinned) > 10_000:
+            del self.server.pinned[next(iter(self.server.pinned))]
 
-    def _envelope(self, token: str, pinned: Any, page: int) -> dict[str, Any]:
+    def _envelope(self, token: str, pinned: Any, page: int) -> bytes:
+        """The rowset envelope (reference §2.3), `items` spliced in already encoded, absent when empty."""
         tenant = self.server.sandbox.tenant
         de = tenant.get(pinned.key)
+        if de is None:  # dropped since the token was issued
+            raise _error(404, f"Data Extension cannot be retrieved for key {pinned.key}.", 30003)
         count, items = tenant.page(pinned, page)
         links = {"self": f"/v1/customobjectdata/token/{token}/rowset?$page={page}"}
         if page * pinned.page_size < count:
             links["next"] = f"/v1/customobjectdata/token/{token}/rowset?$page={page + 1}"
-        envelope: dict[str, Any] = {
+        envelope = orjson.dumps({
             "links": links, "requestToken": token,
             "tokenExpireDateUtc": pinned.expires.replace(tzinfo=None).isoformat(timespec="milliseconds"),
             "customObjectId": de.id, "customObjectKey": de.key, "pageSize": pinned.page_size, "page": page,
             "count": count, "top": 0,
-        }
-        if items:
-            envelope["items"] = items
-        return envelope
+        })
+        return envelope if items is None else envelope[:-1] + b',"items":' + items + b"}"
 
     def _mutate_for(self, query: dict[str, str], path: str, fault: Fault) -> None:
         segs = [s for s in path.split("/") if s]
