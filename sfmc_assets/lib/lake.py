@@ -14,6 +14,9 @@ import polars as pl
 import pyarrow.parquet as pq
 from upath import UPath
 
+#: Object stores Polars reads natively (lazily, with predicate and projection push-down).
+_POLARS_NATIVE = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "http", "https", "hf")
+
 
 class PartitionWriter:
     """Appends typed pages to one partition file; nothing is visible until `commit()`."""
@@ -99,19 +102,15 @@ class ParquetLake:
             )
         if path.protocol in ("", "file", "local"):
             return pl.scan_parquet(path.path)
-        return pl.scan_parquet(str(path), storage_options=dict(path.storage_options) or None)
+        if path.protocol in _POLARS_NATIVE:
+            return pl.scan_parquet(str(path), storage_options=dict(path.storage_options) or None)
+        with path.open("rb") as f:  # any other fsspec filesystem: read through fsspec
+            return pl.read_parquet(f).lazy()
 
     def scan_many(self, key: Sequence[str], partitions: Sequence[str]) -> pl.LazyFrame | None:
         """Lazy scan of the partitions that exist among `partitions` (None when none does)."""
         scans = [self.scan(key, p) for p in partitions if self.exists(key, p)]
         return pl.concat(scans, how="vertical_relaxed") if scans else None
-
-    def read_many(self, key: Sequence[str], partitions: Sequence[str]) -> pl.DataFrame:
-        """Several partitions concatenated; missing ones are skipped (a window may start before the data)."""
-        frames = [self.read(key, p) for p in partitions if self.exists(key, p)]
-        if not frames:
-            return pl.DataFrame()
-        return pl.concat(frames, how="vertical_relaxed")
 
     def delete(self, key: Sequence[str], partition: str) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -191,3 +191,21 @@ def test_fourth_data_extension_is_configuration_only(
     clean = ParquetLake(str(tmp_path / "lake")).read(["sfmc", "clean", "store_visits"], PARTITION)
     assert sorted(clean["activity_kind"].to_list()) == ["page_view", "purchase"]
     assert clean.schema["activity_at"] == pl.Datetime("us", "UTC")
+
+
+def test_the_lake_can_be_any_fsspec_location(mc_sandbox: MarketingCloudSandbox, tmp_path: Path,
+                                            instance: dg.DagsterInstance, config: ProjectConfig) -> None:
+    """Object storage in production; fsspec's in-memory filesystem stands in for it here."""
+    from sfmc_assets.definitions import build_definitions
+    from sfmc_assets.resources import LakeResource
+    from sfmc_assets_tests.defs.conftest import resources_for
+
+    base = f"memory://lake-{tmp_path.name}"
+    resources = {**resources_for(mc_sandbox, tmp_path), "lake": LakeResource(base_uri=base)}
+    result = dg.materialize(list(build_definitions(config).assets or []), partition_key=PARTITION,
+                            selection="sfmc/raw/activities+", resources=resources, instance=instance)
+    assert result.success
+    lake = ParquetLake(base)
+    clean = lake.read(["sfmc", "clean", "activities"], PARTITION)
+    assert clean.height == lake.scan(["sfmc", "raw", "activities"], PARTITION).collect().height > 0
+    assert not (tmp_path / "lake").exists()

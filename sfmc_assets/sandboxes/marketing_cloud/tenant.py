@@ -563,6 +563,9 @@ class Tenant:
             elif mutation == "delete":
                 cur.execute(f"DELETE FROM {de.table} WHERE {_ident(pk)} IN ({marks})", keys)
             elif mutation == "update":
+                # An in-place change of a non-key Text column: the delta column is left alone so the
+                # row keeps its place in a window-filtered, key-ordered read (moving the delta value
+                # would be an insert/delete for that window, which the other mutations cover).
                 text = next((f for f in de.fields if f.type == "Text" and not f.primary_key), None)
                 if text is not None:
                     cur.execute(f"UPDATE {de.table} SET {_ident(text.name)} = {_ident(text.name)} || ' (updated)' "
