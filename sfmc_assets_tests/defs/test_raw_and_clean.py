@@ -48,6 +48,10 @@ def test_partition_matches_the_sandbox_ground_truth(
         clean = lake.read(["sfmc", "clean", de.name], PARTITION)
         assert clean.height == truth.height  # the sandbox's default data is valid and unique
         assert checks[(f"sfmc/clean/{de.name}", "pandera_contract")].passed
+        source = checks[(f"sfmc/raw/{de.name}", "matches_source_count")]
+        assert source.passed and source.metadata["sfmc_reported_count"].value == truth.height
+        assert checks[(f"sfmc/clean/{de.name}", "reconciles_with_raw")].metadata["unaccounted"].value == 0
+        assert checks[(f"aep/{de.name}", "reconciles_with_clean")].passed
         md = mat_metadata(result, ["sfmc", "raw", de.name])
         assert md["dagster/partition_row_count"] == truth.height
         assert md["sfmc_reported_count"] == truth.height
@@ -126,6 +130,9 @@ def test_quarantine_tolerance_publishes_valid_rows(
     assert bad[0] not in clean["contact_key"].to_list()
     md = mat_metadata(result, ["sfmc", "clean", "contacts"])
     assert md["rows_quarantined"] == 1
+    reconcile = check_evaluations(result)[("sfmc/clean/contacts", "reconciles_with_raw")]
+    assert reconcile.passed and reconcile.metadata["quarantined"].value == 1
+    assert reconcile.metadata["raw_rows"].value == md["rows_in"]
 
 
 def test_schema_drift_fails_the_extract_naming_the_column(

@@ -14,7 +14,7 @@ import polars as pl
 from dagster_pandera import pandera_schema_to_dagster_type
 
 from sfmc_assets.defs.marketing_cloud.assets import raw_key
-from sfmc_assets.defs.partitions import daily_partitions
+from sfmc_assets.defs.partitions import daily_partitions, partitioned_check
 from sfmc_assets.defs.ranges import DayResult, report
 from sfmc_assets.lib.config import DataExtensionConfig, ProjectConfig
 from sfmc_assets.lib.extract import Window
@@ -27,6 +27,7 @@ from sfmc_assets.resources import LakeResource
 CLEAN_GROUP = "sfmc_clean"
 CONTRACT_CHECK = "pandera_contract"
 KNOWN_CONTACTS_CHECK = "known_contacts"
+RECONCILE_CHECK = "reconciles_with_raw"
 
 
 def clean_key(de: DataExtensionConfig) -> dg.AssetKey:
@@ -90,20 +91,12 @@ def _known_contacts_check(
     )
 
 
-def _partitioned_check(
-    name: str, key: dg.AssetKey, partitions_def: dg.PartitionsDefinition, *, blocking: bool, description: str
-) -> dg.AssetCheckSpec:
-    """A check whose result is kept per day (`partitions_def` on checks is a Dagster preview feature)."""
-    return dg.AssetCheckSpec(name, asset=key, blocking=blocking, description=description,
-                             partitions_def=partitions_def)
-
-
 def build_clean_asset(de: DataExtensionConfig, config: ProjectConfig) -> dg.AssetsDefinition:
     key = clean_key(de)
     contacts = next((d for d in config.data_extensions if d.kind == "contacts"), None)
     partitions_def = daily_partitions(config.start_date_of(de))
     check_specs = [
-        _partitioned_check(
+        partitioned_check(
             CONTRACT_CHECK, key, partitions_def, blocking=True,
             description=f"pandera contract {MODELS[de.kind].__name__}: types, nullability, unique "
             f"{de.kind_def.key_role}, e-mail format, enum values, ranges, delta inside the partition day, "
@@ -111,8 +104,12 @@ def build_clean_asset(de: DataExtensionConfig, config: ProjectConfig) -> dg.Asse
             f"{de.quarantine_tolerance:.0%} of rows fail.",
         )
     ]
+    check_specs.append(partitioned_check(
+        RECONCILE_CHECK, key, partitions_def,
+        description="Rows of the raw partition = clean rows + quarantined rows + removed duplicates.",
+    ))
     if contacts is not None and de.kind != "contacts":
-        check_specs.append(_partitioned_check(
+        check_specs.append(partitioned_check(
             KNOWN_CONTACTS_CHECK, key, partitions_def, blocking=False,
             description=f"Warns when events refer to contacts unknown to `{contacts.name}` (cross-table).",
         ))
@@ -155,7 +152,9 @@ def _clean_day(
     key = clean_key(de)
     window = Window.day(partition)
     store = lake.lake()
-    cleaned = clean(store.scan(raw_key(de).path, partition), de, as_of=window.end)
+    raw = store.scan(raw_key(de).path, partition)
+    raw_rows = raw.select(pl.len()).collect().item()
+    cleaned = clean(raw, de, as_of=window.end)
     gate = validate(cleaned.frame, contract(de.kind_def, window.start, window.end))
     gate_md = _gate_metadata(gate, de.quarantine_tolerance)
     if gate.failing_rows:
@@ -177,8 +176,19 @@ def _clean_day(
             ),
         )
     path = store.write(gate.valid, key.path, partition)
-    checks = [dg.AssetCheckResult(check_name=CONTRACT_CHECK, passed=True, metadata=gate_md,
-                                  description=f"{gate.valid.height} rows pass; {gate.failing_rows} quarantined")]
+    accounted = gate.valid.height + gate.failing_rows + cleaned.removed
+    checks = [
+        dg.AssetCheckResult(check_name=CONTRACT_CHECK, passed=True, metadata=gate_md,
+                            description=f"{gate.valid.height} rows pass; {gate.failing_rows} quarantined"),
+        dg.AssetCheckResult(
+            check_name=RECONCILE_CHECK, passed=accounted == raw_rows,
+            metadata={"raw_rows": raw_rows, "clean_rows": gate.valid.height, "quarantined": gate.failing_rows,
+                      "duplicates_removed": cleaned.removed, "unaccounted": raw_rows - accounted},
+            description=f"{raw_rows} raw = {gate.valid.height} clean + {gate.failing_rows} quarantined + "
+                        f"{cleaned.removed} duplicates" if accounted == raw_rows
+                        else f"{raw_rows - accounted} raw rows are unaccounted for",
+        ),
+    ]
     if contacts is not None and de.kind != "contacts":
         checks.append(_known_contacts_check(
             gate.valid, contacts, lake, partitions_def.get_partition_keys(current_time=window.end), key))

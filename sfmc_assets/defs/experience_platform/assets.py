@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from sfmc_assets.defs.clean.assets import clean_key
-from sfmc_assets.defs.partitions import daily_partitions
+from sfmc_assets.defs.partitions import daily_partitions, partitioned_check
 from sfmc_assets.defs.ranges import DayResult, report
 from sfmc_assets.lib.config import DataExtensionConfig, ProjectConfig
 from sfmc_assets.lib.experience_platform import (
@@ -25,6 +25,7 @@ from sfmc_assets.lib.experience_platform.xdm import XdmMapping, column_lineage, 
 from sfmc_assets.resources import ExperiencePlatformResource, LakeResource
 
 PUBLISH_GROUP = "aep_publish"
+RECONCILE_CHECK = "reconciles_with_clean"
 AEP_POOL = "aep_api"
 
 
@@ -50,12 +51,17 @@ def build_publish_asset(de: DataExtensionConfig, config: ProjectConfig) -> dg.As
     if mapping is None:
         return None
     xdm_class = "Individual Profile" if mapping.xdm_class == "profile" else "ExperienceEvent"
+    partitions_def = daily_partitions(config.start_date_of(de))
 
     @dg.asset(
         key=publish_key(de),
         deps=[clean_key(de)],
-        partitions_def=daily_partitions(config.start_date_of(de)),
+        partitions_def=partitions_def,
         group_name=PUBLISH_GROUP,
+        check_specs=[partitioned_check(
+            RECONCILE_CHECK, publish_key(de), partitions_def,
+            description="Records Experience Platform accepted for the day's batch = the day's clean rows; none failed.",
+        )],
         kinds={"adobe", "parquet"},
         owners=list(de.owners),
         tags={"layer": "publish", "domain": "marketing", "sfmc/kind": de.kind},
@@ -107,7 +113,13 @@ def _publish_day(
             f"Publishing {de.name} (data extension {de.external_key}) partition {partition} to dataset "
             f"{mapping.dataset} failed: {exc}"
         ))
-    return DayResult(partition, metadata={
+    check = dg.AssetCheckResult(
+        check_name=RECONCILE_CHECK, passed=result.records_out == frame.height and result.records_failed == 0,
+        metadata={"clean_rows": frame.height, "records_accepted": result.records_out,
+                  "records_failed": result.records_failed, "batch_id": result.batch_id},
+        description=f"{result.records_out} of {frame.height} clean rows accepted in batch {result.batch_id}",
+    )
+    return DayResult(partition, checks=[check], metadata={
         "dagster/partition_row_count": result.records_out,
         "batch_id": result.batch_id,
         "status": result.status,

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import dagster as dg
 import polars as pl
 
-from sfmc_assets.defs.partitions import daily_partitions
+from sfmc_assets.defs.partitions import daily_partitions, partitioned_check
 from sfmc_assets.defs.ranges import DayResult, report
 from sfmc_assets.lib.config import DataExtensionConfig, ProjectConfig
 from sfmc_assets.lib.extract import Window, extract_window
@@ -28,6 +28,7 @@ from sfmc_assets.lib.metadata import PII_ROLES, preview, table_schema
 from sfmc_assets.resources import LakeResource, MarketingCloudResource
 
 RAW_GROUP = "sfmc_raw"
+SOURCE_COUNT_CHECK = "matches_source_count"
 #: Concurrency pool shared by every step that calls Marketing Cloud (limit set on the instance).
 SFMC_POOL = "sfmc_api"
 
@@ -57,11 +58,16 @@ def build_raw_asset(de: DataExtensionConfig, config: ProjectConfig) -> dg.Assets
     if de.fields is not None:
         static_metadata["dagster/column_schema"] = table_schema(frame_schema(de.fields), _column_descriptions(de))
     masked = [de.columns[r] for r in PII_ROLES if r in de.columns]
+    partitions_def = daily_partitions(config.start_date_of(de))
 
     @dg.asset(
         key=raw_key(de),
-        partitions_def=daily_partitions(config.start_date_of(de)),
+        partitions_def=partitions_def,
         group_name=RAW_GROUP,
+        check_specs=[partitioned_check(
+            SOURCE_COUNT_CHECK, raw_key(de), partitions_def,
+            description="Rows written for the day = the `count` Marketing Cloud reported for the day's filter.",
+        )],
         kinds={"salesforce", "polars", "parquet"},
         owners=list(de.owners),
         tags={"layer": "raw", "domain": "marketing", "sfmc/kind": de.kind},
@@ -125,7 +131,12 @@ def _extract_day(
     scan = store.scan(key_path, partition)
     parse_failures = scan.filter(pl.col(PARSE_ERRORS).is_not_null()).select(pl.len()).collect().item()
     head = scan.head(5).collect()
-    return DayResult(partition, metadata={
+    check = dg.AssetCheckResult(
+        check_name=SOURCE_COUNT_CHECK, passed=result.rows == result.count,
+        metadata={"sfmc_reported_count": result.count, "rows_extracted": result.rows},
+        description=f"{result.rows} rows extracted, Marketing Cloud reported {result.count}",
+    )
+    return DayResult(partition, checks=[check], metadata={
         "dagster/partition_row_count": result.rows,
         "dagster/column_schema": table_schema(head.schema, _column_descriptions(de)),
         "dagster/uri": str(store.path(key_path, partition)),
