@@ -6,16 +6,18 @@ every asset (owners, tags, freshness) are applied here, once, rather than in eac
 fourth data extension without code).
 """
 
+import datetime as dt
 import warnings
 
 import dagster as dg
 
+from sfmc_assets.defs.alerts import notify_on_run_failure
 from sfmc_assets.defs.clean.assets import build_clean_asset
 from sfmc_assets.defs.executors import executor_from_env
-from sfmc_assets.defs.experience_platform.assets import build_publish_asset
+from sfmc_assets.defs.experience_platform.assets import PUBLISH_GROUP, build_publish_asset
 from sfmc_assets.defs.marketing_cloud.assets import build_raw_asset
 from sfmc_assets.defs.schedules import build_daily_job, build_daily_schedule
-from sfmc_assets.defs.segments.assets import build_segment_assets
+from sfmc_assets.defs.segments.assets import SEGMENTS_GROUP, build_segment_assets
 from sfmc_assets.lib.config import ProjectConfig, load_config
 from sfmc_assets.resources import (
     experience_platform_resource,
@@ -23,6 +25,10 @@ from sfmc_assets.resources import (
     marketing_cloud_resource,
     warehouse_resource,
 )
+
+#: Published and segment tables are due every morning: the schedule runs at 02:00 UTC, so by 06:00 UTC
+#: yesterday's data should be out; the UI flags them when they are not.
+DAILY_FRESHNESS = dg.FreshnessPolicy.cron(deadline_cron="0 6 * * *", lower_bound_delta=dt.timedelta(hours=24))
 
 
 def build_definitions(config: ProjectConfig | None = None) -> dg.Definitions:
@@ -51,13 +57,18 @@ def _build(config: ProjectConfig) -> dg.Definitions:
         job = build_daily_job(job_name, dg.AssetSelection.assets(*members))
         jobs.append(job)
         schedules.append(build_daily_schedule(job, config.lookback_days, start))
-    return dg.Definitions(
+    defs = dg.Definitions(
         assets=assets,
         jobs=jobs,
         schedules=schedules,
+        sensors=[notify_on_run_failure],
         executor=executor_from_env(),
         resources={"marketing_cloud": marketing_cloud_resource(), "lake": lake_resource(),
                    "warehouse": warehouse_resource(), "experience_platform": experience_platform_resource()},
+    )
+    return defs.map_resolved_asset_specs(
+        func=lambda spec: dg.apply_freshness_policy(spec, DAILY_FRESHNESS, overwrite_existing=False),
+        selection=dg.AssetSelection.groups(PUBLISH_GROUP, SEGMENTS_GROUP),
     )
 
 

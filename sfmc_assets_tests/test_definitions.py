@@ -13,6 +13,7 @@ def test_definitions_load() -> None:
     dg.Definitions.validate_loadable(defs)
     assert defs.resolve_job_def("sfmc_daily_job")
     assert defs.resolve_schedule_def("sfmc_daily_job_schedule")
+    assert defs.resolve_sensor_def("notify_on_run_failure")
 
 
 def test_asset_graph_snapshot(snapshot) -> None:
@@ -30,6 +31,7 @@ def test_asset_graph_snapshot(snapshot) -> None:
                 (c.name, graph.get_check_spec(c).blocking) for c in node.check_keys
             ),
             "pools": sorted(node.pools or []),
+            "freshness": repr(node.freshness_policy) if node.freshness_policy else None,
             "has_description": bool(node.description),
             "has_column_schema": "dagster/column_schema" in node.metadata,
         }
@@ -81,3 +83,18 @@ def test_schedule_never_requests_partitions_before_the_start() -> None:
         )
         requests = schedule.evaluate_tick(context).run_requests
     assert [r.partition_key for r in requests] == ["2026-10-01"]
+
+
+@pytest.mark.parametrize("name", ["dagster.dev.yaml", "dagster.prod.yaml"])
+def test_instance_files_are_valid(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pathlib import Path
+
+    import yaml
+    from dagster._config import process_config
+    from dagster._core.instance.config import dagster_instance_config_schema
+
+    for var in ("DAGSTER_PG_HOST", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB"):
+        monkeypatch.setenv(var, "x")
+    raw = yaml.safe_load((Path(__file__).parents[1] / "deploy" / name).read_text())
+    result = process_config(dagster_instance_config_schema(), raw)
+    assert result.success, result.errors
