@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install run test lint lock bench clean
+.PHONY: install run test lint lock bench fault-table clean
 
 $(BIN)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ lock:  ## re-resolve requirements.lock from pyproject.toml (dev extra included)
 
 bench: install  ## the benchmark suite (see bench/README.md)
 	$(BIN)/python -m bench
+
+fault-table: install  ## run the fault matrix and write its results into README.md
+	rm -rf .sfmc_assets/fault_matrix
+	SFMC_FAULT_MATRIX_OUT=.sfmc_assets/fault_matrix $(BIN)/pytest -q -n 2 sfmc_assets_tests/faults
+	$(BIN)/python -m sfmc_assets_tests.faults.table .sfmc_assets/fault_matrix
 
 clean:
 	rm -rf $(VENV) .sfmc_assets

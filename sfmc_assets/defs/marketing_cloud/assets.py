@@ -125,7 +125,8 @@ def _extract_day(
         )
     except MarketingCloudError as exc:
         exc.with_context(data_extension=de.external_key)
-        failure = f"Extracting {de.external_key} for partition {partition} (window {window}) failed: {exc}"
+        failure = (f"Extracting {de.name} (data extension {de.external_key}) for partition {partition} "
+                   f"(window {window}) failed: {exc}")
         fatal = isinstance(exc, (AuthenticationError, DataExtensionNotFoundError, SchemaDriftError))
         return DayResult(partition, failure=failure), fatal
     scan = store.scan(key_path, partition)
