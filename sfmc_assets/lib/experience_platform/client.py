@@ -16,6 +16,7 @@ Protocol facts (reference: shared/reference/experience-platform-api.md, cited as
   makes the new batch replace the old ones (§2.1), which is how a re-published partition stays single.
 """
 
+import contextlib
 import logging
 import random
 import re
@@ -64,6 +65,8 @@ CLOCK_SKEW_MS = 15 * 60 * 1000
 SUCCESS_STATUSES = frozenset({"success", "active"})  # used interchangeably (§2.7)
 #: Final states other than success; `inactive`/`deleted` mean the batch was reverted meanwhile.
 FAILED_STATUSES = frozenset({"failed", "failure", "aborted", "abandoned", "inactive", "deleted"})
+#: Not finished yet: a batch in one of these may still go live.
+IN_FLIGHT_STATUSES = ("loading", "staging", "processing", "queued")
 
 _IMPORT = "/data/foundation/import"
 _CATALOG = "/data/foundation/catalog"
@@ -746,6 +749,8 @@ class ExperiencePlatformClient:
         # An idempotent call first: a missing dataset, a wrong sandbox or bad credentials surface here, before
         # the one call that must not be retried blindly.
         self.get_dataset(dataset_id)
+        self._settle_orphans(dataset_id, label, deadline_s=deadline_s, poll_initial_s=poll_initial_s,
+                             poll_max_s=poll_max_s)
         if predecessors is None:
             predecessors = [b["id"] for b in self.find_live_batches(dataset_id, label)]
         batch = self.create_batch(dataset_id, replay_predecessors=predecessors,
@@ -783,6 +788,28 @@ class ExperiencePlatformClient:
         self.log.info("batch %s is %s: %d records in, %d out, %d failed (%.1fs)", batch_id, result.status,
                       result.records_in, result.records_out, result.records_failed, result.duration_s)
         return result
+
+    def _settle_orphans(self, dataset_id: str, label: str, *, deadline_s: float, poll_initial_s: float,
+                        poll_max_s: float) -> None:
+        """End the batches of `label` left unfinished by a run that died (killed mid-publish).
+
+        Runs of one partition do not overlap, so an unfinished batch with this label is an orphan; left
+        alone it could go live next to the new one. It is aborted; where Platform refuses (whether ABORT is
+        accepted once a batch is processing is UNCONFIRMED), we wait for its verdict, and a batch that went
+        live becomes a predecessor of the new one like any other.
+        """
+        for status in IN_FLIGHT_STATUSES:
+            for orphan in self.find_batches(dataset_id, status=status, label=label):
+                orphan_id = str(orphan["id"])
+                self.counters["orphans_settled"] += 1
+                try:
+                    self.abort(orphan_id, dataset_id=dataset_id)
+                    self.log.warning("aborted batch %s (%s), left %s by an earlier run", orphan_id, label, status)
+                except ExperiencePlatformError:
+                    # A batch that ends failed or is aborted at the deadline cannot go live: nothing to do.
+                    with contextlib.suppress(BatchFailedError, BatchStuckError):
+                        self.wait_for_batch(orphan_id, dataset_id=dataset_id, deadline_s=deadline_s,
+                                            poll_initial_s=poll_initial_s, poll_max_s=poll_max_s)
 
     def _abort_quietly(self, batch_id: str, dataset_id: str, cause: BaseException) -> None:
         try:
