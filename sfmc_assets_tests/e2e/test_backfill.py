@@ -80,3 +80,21 @@ def test_a_bad_day_fails_alone_in_a_backfill(stack: tuple[DagsterStack, Marketin
         lake = Path(dagster.home) / "lake" / "sfmc" / "clean" / "contacts" / f"{BAD_DAY}.parquet"
         import polars as pl
         assert not set(bad_keys) & set(pl.read_parquet(lake)["contact_key"].to_list())
+
+
+def test_two_runs_of_the_same_day_do_not_overlap(stack: tuple[DagsterStack, MarketingCloudSandbox]) -> None:
+    """The instance's tag limits (`dagster/partition`, and the range start of backfill runs) queue the
+    second run of a day until the first is done."""
+    dagster, _ = stack
+    day = ["2026-10-07"]
+    first = dagster.launch_backfill(["sfmc/raw/campaigns", "sfmc/clean/campaigns"], day)
+    second = dagster.launch_backfill(["sfmc/raw/campaigns", "sfmc/clean/campaigns"], day)
+    assert dagster.wait_backfill(first) == "COMPLETED_SUCCESS"
+    assert dagster.wait_backfill(second) == "COMPLETED_SUCCESS"
+    with dagster.instance() as instance:
+        records = [instance.get_run_records(filters=dg.RunsFilter(tags={"dagster/backfill": b}))[0]
+                   for b in (first, second)]
+    tags = [r.dagster_run.tags for r in records]
+    assert all(day[0] in (t.get("dagster/partition"), t.get("dagster/asset_partition_range_start")) for t in tags), tags
+    (a, b) = sorted(records, key=lambda r: r.start_time)
+    assert a.end_time <= b.start_time, "two runs of the same partition ran at the same time"
