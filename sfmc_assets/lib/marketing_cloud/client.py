@@ -64,12 +64,20 @@ def normalize_auth_base_uri(value: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{path}/"
 
 
-def _error_fields(body: Any) -> tuple[str | None, Any]:
-    """Marketing Cloud's `{message, errorcode}` (REST) or `{error, error_description}` (token endpoint)."""
+def _error_fields(body: Any, *secrets: str | None) -> tuple[str | None, Any]:
+    """Marketing Cloud's `{message, errorcode}` (REST) or `{error, error_description}` (token endpoint).
+
+    Any of `secrets` a server echoes back is masked (defence in depth: neither Marketing Cloud nor the
+    sandbox does, but the text goes into errors and logs).
+    """
     if not isinstance(body, Mapping):
         return None, None
     message = body.get("message") or body.get("error_description") or body.get("error")
-    return (str(message) if message is not None else None), body.get("errorcode", body.get("error"))
+    text = str(message) if message is not None else None
+    for secret in secrets:
+        if text and secret:
+            text = text.replace(secret, "***")
+    return text, body.get("errorcode", body.get("error"))
 
 
 def _decode(response: requests.Response) -> Any:
@@ -169,7 +177,7 @@ class MarketingCloudClient:
         body = _decode(response)
         if response.status_code == 200 and isinstance(body, dict) and body.get("access_token"):
             return body
-        message, code = _error_fields(body)
+        message, code = _error_fields(body, self._client_secret, self._token)
         if response.status_code in _TRANSIENT_STATUS:
             raise RetryableError(
                 f"token endpoint answered {response.status_code}: {message or 'no message'}",
@@ -259,7 +267,7 @@ class MarketingCloudClient:
                 f"malformed response body ({len(response.content)} bytes are not a JSON object)",
                 request=request, data_extension=data_extension, status=status,
             )
-        message, code = _error_fields(body)
+        message, code = _error_fields(body, self._client_secret, self._token)
         message = message or response.reason or "no message"
         if status in _TRANSIENT_STATUS:
             raise RetryableError(
