@@ -1,4 +1,6 @@
-"""One extraction in a fresh process: `ours` (the project's extract) or `floor` (fetch + JSON decode only).
+"""One extraction in a fresh process: `ours` (the project's extract), `floor` (fetch + JSON decode only) or
+`sequential` (page by page following `links.next`, one Python dict per row: how the Singer tap and the
+SDKs read).
 
 Reads a JSON payload on stdin, prints a JSON result line with rows, seconds and peak RSS.
 """
@@ -57,10 +59,39 @@ def floor(p: dict) -> int:
             return len(first.get("items") or []) + sum(pool.map(fetch, range(2, pages + 1)))
 
 
+def sequential(p: dict) -> int:
+    """One page at a time, following `links.next`, one dict per row (keys and values merged).
+
+    This is how the Singer tap and the SDKs read a rowset: a plain `requests` session, `response.json()`,
+    a dict per record handed downstream; no page is requested before the previous one was processed.
+    """
+    de = load_config().data_extension(p["data_extension"])
+    window = Window(dt.datetime.fromisoformat(p["start"]).replace(tzinfo=dt.timezone.utc),
+                    dt.datetime.fromisoformat(p["end"]).replace(tzinfo=dt.timezone.utc))
+    flt = window_filter(de.delta_column, window, dt.timedelta(hours=-6))
+    rows = 0
+    with _client(p) as client:
+        session = client._session
+        base = client.rest_base + "data"  # `links.next` is relative to the REST base + /data
+        url: str | None = f"{base}/v1/customobjectdata/key/{de.external_key}/rowset"
+        params: dict | None = {"$page": 1, "$pageSize": 2500, "$filter": flt,
+                               "$orderBy": f"{de.primary_key[0]} asc"}
+        while url:
+            resp = session.get(url, params=params,
+                               headers={"Authorization": f"Bearer {client._access_token()}"})
+            resp.raise_for_status()
+            body = resp.json()
+            records = [{**item.get("keys", {}), **item.get("values", {})} for item in body.get("items") or []]
+            rows += len(records)
+            nxt = (body.get("links") or {}).get("next")
+            url, params = (base + nxt if nxt else None), None
+    return rows
+
+
 def main() -> None:
     payload = json.loads(sys.stdin.read())
     started = time.perf_counter()
-    rows = {"ours": ours, "floor": floor}[payload["mode"]](payload)
+    rows = {"ours": ours, "floor": floor, "sequential": sequential}[payload["mode"]](payload)
     seconds = time.perf_counter() - started
     print(json.dumps({"mode": payload["mode"], "rows": rows, "seconds": round(seconds, 3),
                       "rows_per_s": round(rows / seconds), "peak_rss_mb": round(peak_rss_mb(), 1)}))

@@ -1,0 +1,71 @@
+"""`clean` + pandera `validate` of one in-memory partition, in a fresh process; prints one JSON line.
+
+The input is built in memory with the raw layer's typed schema for `Campaign_Engagement` (source column
+names, `frame_schema` of the configured fields, `_parse_errors`): unique ids, source enum spellings with
+stray case and spaces, some nulls, event times spread over one UTC day. Every row passes the contract.
+"""
+
+import datetime as dt
+import json
+import sys
+import time
+
+import polars as pl
+
+from bench._util import peak_rss_mb
+from sfmc_assets.lib.config import load_config
+from sfmc_assets.lib.marketing_cloud.types import frame_schema
+from sfmc_assets.lib.schemas import contract
+from sfmc_assets.lib.transforms import clean
+from sfmc_assets.lib.validation import validate
+
+DAY = dt.datetime(2026, 9, 1, tzinfo=dt.timezone.utc)
+
+
+def raw_frame(rows: int) -> pl.DataFrame:
+    de = load_config().data_extension("campaigns")
+    assert de.fields is not None
+    schema = frame_schema(de.fields)
+    i = pl.int_range(rows, dtype=pl.Int64)
+    h = (i * 2654435761) % 1_000_003
+
+    def pick(values: list[str | None], salt: int) -> pl.Expr:
+        return pl.lit(pl.Series(values, dtype=pl.String)).gather((h + salt) % len(values))
+
+    frame = pl.select(
+        EngagementID=pl.format("ENG-{}", i.cast(pl.String).str.zfill(9)),
+        SubscriberKey=pl.format("CUST-{}", (h % 200_000).cast(pl.String).str.zfill(7)),
+        CampaignID=pl.format("CMP-{}", (h % 40).cast(pl.String)),
+        CampaignName=pick(["Autumn Sale", " Welcome series ", "Loyalty reward", "Re-engagement"], 1),
+        Channel=pick(["Email", "SMS", "Push", None], 2),
+        EventName=pick(["Sent", "Opened", "Clicked", " replied", "Unsubscribed", "Bounced", "OPENED"], 3),
+        ResponseSentiment=pick([None, None, None, "Positive", "negative ", "Neutral"], 4),
+        LinkURL=pl.when(h % 3 == 0).then(pl.format("https://example.com/offer/{}", h % 977)),
+        EventDate=pl.lit(DAY) + pl.duration(seconds=h * 86_399 // 1_000_002),
+        _parse_errors=pl.lit(None, pl.String),
+    )
+    return frame.select([pl.col(name).cast(dtype) for name, dtype in schema.items()])
+
+
+def main() -> None:
+    p = json.loads(sys.stdin.read())
+    de = load_config().data_extension("campaigns")
+    raw = raw_frame(p["rows"])
+    schema = contract(de.kind_def, DAY, DAY + dt.timedelta(days=1))
+    started = time.perf_counter()
+    cleaned = clean(raw, de, as_of=DAY + dt.timedelta(days=1))
+    clean_s = time.perf_counter() - started
+    started = time.perf_counter()
+    gate = validate(cleaned.frame, schema)
+    validate_s = time.perf_counter() - started
+    assert gate.failing_rows == 0 and not gate.blocking_schema_errors, gate.failures_by_rule()
+    total = clean_s + validate_s
+    print(json.dumps({"rows": raw.height, "clean_rows": cleaned.frame.height, "clean_s": round(clean_s, 3),
+                      "validate_s": round(validate_s, 3), "total_s": round(total, 3),
+                      "rows_per_s": round(raw.height / total), "clean_rows_per_s": round(raw.height / clean_s),
+                      "validate_rows_per_s": round(raw.height / validate_s),
+                      "validation_share": round(validate_s / total, 3), "peak_rss_mb": round(peak_rss_mb(), 1)}))
+
+
+if __name__ == "__main__":
+    main()
