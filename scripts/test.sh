@@ -8,11 +8,15 @@ SFMC_ASSETS_HOME="$(mktemp -d -t sfmc_assets_test.XXXXXX)"
 export SFMC_ASSETS_HOME
 export DAGSTER_HOME="$SFMC_ASSETS_HOME/dagster_home"
 mkdir -p "$DAGSTER_HOME"
-trap 'rm -rf "$SFMC_ASSETS_HOME"' EXIT
+PG_DIR="$(mktemp -d -t sfmc_pg.XXXXXX)"   # its own dir: user postgres cannot enter $SFMC_ASSETS_HOME (mode 700)
+trap 'bash scripts/ci/postgres.sh stop "$PG_DIR" || true; rm -rf "$SFMC_ASSETS_HOME" "$PG_DIR"' EXIT
 
 echo "== ruff"
 "$BIN/ruff" check sfmc_assets sfmc_assets_tests bench
 echo "== dagster definitions validate"
 "$BIN/dagster" definitions validate -w workspace.yaml
+echo "== postgres (throw-away server for sfmc_assets_tests/postgres; Debian's package, installed if missing)"
+PG_ENV="$(bash scripts/ci/postgres.sh start "$PG_DIR")"
+eval "$PG_ENV"
 echo "== pytest"
 "$BIN/pytest" -n "${PYTEST_WORKERS:-2}" "$@"
