@@ -1,0 +1,346 @@
+"""The Dagster UI end to end, in a real browser (Playwright driving Debian's Chromium, headless).
+
+It starts what README command 1 (`make run`) starts, the Marketing Cloud and Experience Platform
+sandboxes plus `dagster dev`, then clicks through the UI the way a user does:
+
+1. *Catalog* and *Lineage* (all groups expanded) show all 11 assets.
+2. *Materialize selected* → partition dialog: one day of the contacts chain succeeds with its checks.
+3. *Materialize selected* → a range of three days of every data extension → *Launch backfill*: it completes.
+4. With bad rows served by the sandbox, the same day-run of the contacts chain fails its blocking
+   `pandera_contract` check and `aep/contacts` does not run.
+
+Every result seen in the UI is confirmed through Dagster's GraphQL API. A screenshot of each step is
+written to docs/screenshots/ (the README shows them; `SFMC_SCREENSHOTS_DIR` moves them). When a step
+fails, a screenshot of the page is saved under the test's tmp_path and its path printed.
+
+The browser is Debian's `chromium` (scripts/ci/chromium.sh installs it), launched through
+`executable_path`: `playwright install` (a browser download) is never needed.
+"""
+
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from sfmc_assets.sandboxes.experience_platform import ExperiencePlatformSandbox
+from sfmc_assets.sandboxes.marketing_cloud import MarketingCloudSandbox
+from sfmc_assets_tests.conftest import DATA_END, DATA_START
+from sfmc_assets_tests.e2e.stack import REPO, DagsterStack, dagster_dev
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Locator, Page
+
+CHROMIUM = Path(os.environ.get("SFMC_CHROMIUM", "/usr/bin/chromium"))
+if not CHROMIUM.exists():
+    pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (scripts/ci/chromium.sh)",
+                allow_module_level=True)
+if os.environ.get("SFMC_BROWSER_TESTS") != "1":
+    # Work in progress: not yet stable under CI load on 2 cores, so it runs only when asked for
+    # (SFMC_BROWSER_TESTS=1, with playwright installed and scripts/ci/chromium.sh run).
+    pytest.skip("browser test is opt-in for now: set SFMC_BROWSER_TESTS=1", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+#: Without the background-networking flags Chromium's connections are refused on a closed network.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SCREENSHOTS = Path(os.environ.get("SFMC_SCREENSHOTS_DIR", REPO / "docs" / "screenshots"))
+
+DATA_EXTENSIONS = ("contacts", "campaigns", "activities")
+GROUPS = {"sfmc/raw": "sfmc_raw", "sfmc/clean": "sfmc_clean", "aep": "aep_publish", "segments": "segments"}
+ALL_ASSETS = {
+    **{f"{prefix}/{de}": GROUPS[prefix] for prefix in ("sfmc/raw", "sfmc/clean", "aep") for de in DATA_EXTENSIONS},
+    "segments/contact_features": "segments",
+    "segments/segment_membership": "segments",
+}
+DE_ASSETS = [key for key in ALL_ASSETS if not key.startswith("segments/")]  # every data extension's chain
+CONTACTS_CHAIN = ["sfmc/raw/contacts", "sfmc/clean/contacts", "aep/contacts"]
+GOOD_DAY = "2026-10-03"
+BACKFILL_DAYS = ["2026-10-02", "2026-10-03", "2026-10-04"]
+BAD_DAY = "2026-10-05"  # outside the backfill: nothing of aep/contacts may exist for it at the end
+
+UI_TIMEOUT_MS = 30_000
+RUN_TIMEOUT_MS = 180_000
+BACKFILL_TIMEOUT_MS = 240_000
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DagsterStack, MarketingCloudSandbox]]:
+    """`make run`'s stack: both sandboxes (discovery files where `make run` writes them) + `dagster dev`."""
+    home = tmp_path_factory.mktemp("ui_stack")
+    mc = MarketingCloudSandbox(home / "mc_state", start=DATA_START, end=DATA_END,
+                               rows={"Contacts_DE": 400, "Campaign_Engagement": 3000, "Web_Activities": 3000})
+    aep = ExperiencePlatformSandbox(home / "aep_state", processing_delay_s=0.05)
+    mc.start()
+    try:
+        aep.start()
+        (home / "sandboxes").mkdir()
+        (home / "sandboxes" / "marketing_cloud.json").write_text(json.dumps(mc.discovery()))
+        (home / "sandboxes" / "experience_platform.json").write_text(json.dumps(aep.discovery()))
+        with dagster_dev(home) as dagster:
+            yield dagster, mc
+    finally:
+        aep.stop()
+        mc.stop()
+
+
+@pytest.fixture
+def page(tmp_path: Path) -> Iterator["Page"]:
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            pg = browser.new_page(viewport={"width": 1600, "height": 1000})
+            pg.set_default_timeout(UI_TIMEOUT_MS)
+            # A fresh instance greets the first visit with a newsletter modal: dismiss it whenever it shows.
+            pg.add_locator_handler(pg.get_by_text("Join the Dagster community"),
+                                   lambda: pg.get_by_role("button", name="Skip").click())
+            yield pg
+        finally:
+            browser.close()
+
+
+@contextlib.contextmanager
+def step(pg: "Page", name: str, debug_dir: Path) -> Iterator[None]:
+    """On failure, keep a screenshot of the page (and say where) before re-raising."""
+    try:
+        yield
+    except BaseException:
+        shot = debug_dir / f"failed-{name}.png"
+        with contextlib.suppress(Exception):
+            pg.screenshot(path=str(shot), full_page=True)
+            print(f"step {name!r} failed on {pg.url}; screenshot: {shot}")
+        raise
+
+
+def screenshot(pg: "Page", name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    pg.mouse.move(1, 999)  # no hover tooltip in the picture
+    pg.screenshot(path=str(SCREENSHOTS / name))
+
+
+# -- UI helpers -----------------------------------------------------------------------------------
+
+
+def open_catalog(pg: "Page", url: str) -> None:
+    pg.goto(f"{url}/assets")
+    for key in ALL_ASSETS:  # one row (and row checkbox) per asset once the catalog has loaded
+        pg.get_by_test_id(f"checkbox-{key}").wait_for(state="attached")
+
+
+def materialize_from_catalog(pg: "Page", url: str, keys: list[str], partitions: str, n_partitions: int) -> "Locator":
+    """Catalog → tick the assets → *Materialize selected* → type the partitions; returns the dialog."""
+    open_catalog(pg, url)
+    for key in keys:
+        box = pg.get_by_test_id(f"checkbox-{key}")
+        if not box.is_checked():
+            box.locator("xpath=..").click()  # the input itself is visually hidden behind its styled box
+        sync_api.expect(box).to_be_checked()
+    pg.get_by_role("button", name="Materialize selected").click()
+    dialog = pg.get_by_role("dialog")
+    sync_api.expect(dialog).to_contain_text(f"Launch runs to materialize {len(keys)} assets")
+    # The dialog lists the last 90 days by default; the sandbox's days may be older than that.
+    dialog.get_by_role("button", name=re.compile(r"^Last \d+ days")).click()
+    pg.get_by_role("menuitem", name="All time").click()
+    field = dialog.get_by_role("textbox")
+    field.fill(partitions)
+    field.press("Enter")
+    label = "1 partition" if n_partitions == 1 else f"{n_partitions} partitions"
+    sync_api.expect(dialog.get_by_text(label, exact=True)).to_be_visible()
+    return dialog
+
+
+def launch_one_run(pg: "Page", url: str, keys: list[str], day: str) -> str:
+    """Materialize one partition of `keys` from the UI; follows the toast to the run page; returns its id."""
+    dialog = materialize_from_catalog(pg, url, keys, day, 1)
+    dialog.get_by_role("button", name="Launch 1 run").click()
+    view = pg.locator('a[href^="/runs/"]').filter(has_text="View")
+    sync_api.expect(pg.get_by_text(re.compile(r"^Launched run"))).to_be_visible()
+    run_id = view.get_attribute("href").rsplit("/", 1)[-1]
+    view.click()
+    pg.wait_for_url(f"**/runs/{run_id}")
+    return run_id
+
+
+def filter_run_events(pg: "Page", text: str) -> None:
+    pg.get_by_placeholder("Filter…").fill(text)
+
+
+# -- GraphQL helpers ------------------------------------------------------------------------------
+
+
+def path(key: str) -> dict[str, list[str]]:
+    return {"path": key.split("/")}
+
+
+def run_info(dagster: DagsterStack, run_id: str) -> dict[str, Any]:
+    return dagster.graphql(
+        """query($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status
+             tags { key value } assetSelection { path } stepStats { stepKey status } } } }""",
+        {"id": run_id},
+    )["runOrError"]
+
+
+def wait_run(dagster: DagsterStack, run_id: str, timeout_s: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        run = run_info(dagster, run_id)
+        if run["status"] in ("SUCCESS", "FAILURE", "CANCELED") or time.monotonic() > deadline:
+            return run
+        time.sleep(1.0)
+
+
+def check_executions(dagster: DagsterStack, key: str, check: str, partition: str) -> list[dict[str, Any]]:
+    """Newest first."""
+    return dagster.graphql(
+        """query($k: AssetKeyInput!, $c: String!, $p: String) {
+             assetCheckExecutions(assetKey: $k, checkName: $c, partition: $p, limit: 20) {
+               runId status partition evaluation { success partition severity } } }""",
+        {"k": path(key), "c": check, "p": partition},
+    )["assetCheckExecutions"]
+
+
+def materializations(dagster: DagsterStack, key: str, partitions: list[str]) -> list[dict[str, Any]]:
+    return dagster.graphql(
+        """query($k: AssetKeyInput!, $p: [String!]) { assetOrError(assetKey: $k) {
+             ... on Asset { assetMaterializations(partitions: $p) { partition runId } } } }""",
+        {"k": path(key), "p": partitions},
+    )["assetOrError"].get("assetMaterializations", [])
+
+
+def tags(obj: dict[str, Any]) -> dict[str, str]:
+    return {t["key"]: t["value"] for t in obj["tags"]}
+
+
+# -- the test -------------------------------------------------------------------------------------
+
+
+def test_the_ui_end_to_end(stack: tuple[DagsterStack, MarketingCloudSandbox], page: "Page", tmp_path: Path) -> None:
+    dagster, mc = stack
+    url = dagster.url
+    expect = sync_api.expect
+
+    # 1. The catalog and the asset graph show every asset.
+    with step(page, "01-asset-graph", tmp_path):
+        nodes = dagster.graphql("{ assetNodes { assetKey { path } groupName } }")["assetNodes"]
+        assert {"/".join(n["assetKey"]["path"]): n["groupName"] for n in nodes} == ALL_ASSETS
+
+        open_catalog(page, url)
+        ids = page.locator('[data-testid^="checkbox-"]').evaluate_all("els => els.map(e => e.dataset.testid)")
+        assert {i.removeprefix("checkbox-") for i in ids if "/" in i} == set(ALL_ASSETS)
+        for key in ALL_ASSETS:
+            link = page.locator(f'a[href="/assets/{key}"]')
+            expect(link).to_be_visible()
+            expect(link).to_contain_text(key.replace("/", " / "))
+
+        page.locator('a[href="/asset-groups"]').first.click()  # *Lineage* in the navigation
+        expect(page.get_by_text("Global asset lineage", exact=True)).to_be_visible()
+        groups = page.locator("foreignObject.group")
+        expect(groups).to_have_count(len(set(ALL_ASSETS.values())))
+        canvas = page.locator("svg").filter(has=groups).first
+        box = canvas.bounding_box()
+        assert box is not None
+        canvas.click(button="right", position={"x": 30, "y": box["height"] - 30})  # empty corner
+        page.get_by_role("menuitem", name="Expand all groups").click()
+        asset_nodes = page.locator("foreignObject:not(.group)").filter(has_text=re.compile(r"\w"))
+        expect(asset_nodes).to_have_count(len(ALL_ASSETS))
+        page.wait_for_timeout(1000)  # let the layout animation settle before the screenshot
+        # each node sits inside its group's box: (group, node label) pairs, the UI's view of the key
+        shown = page.evaluate("""() => {
+            const fos = Array.from(document.querySelectorAll('foreignObject'));
+            const num = (f, a) => parseFloat(f.getAttribute(a));
+            const groups = fos.filter(f => f.classList.contains('group')).map(f => ({
+                name: f.textContent.trim(), x: num(f, 'x'), y: num(f, 'y'), w: num(f, 'width'), h: num(f, 'height')}));
+            return fos.filter(f => !f.classList.contains('group') && f.textContent.trim()).map(f => {
+                const x = num(f, 'x'), y = num(f, 'y');
+                const g = groups.find(g => x >= g.x && y >= g.y && x <= g.x + g.w && y <= g.y + g.h);
+                return [g ? g.name : null, f.textContent.trim()];
+            });
+        }""")
+        assert sorted(map(tuple, shown)) == sorted((g, k.rsplit("/", 1)[1]) for k, g in ALL_ASSETS.items())
+        screenshot(page, "01-asset-graph.png")
+
+    # 2. One day of the contacts chain, from the partition dialog: the run and its checks succeed.
+    with step(page, "02-materialized", tmp_path):
+        run_id = launch_one_run(page, url, CONTACTS_CHAIN, GOOD_DAY)
+        expect(page.get_by_text("Success", exact=True).first).to_be_visible(timeout=RUN_TIMEOUT_MS)
+        expect(page.get_by_text(f"partition: {GOOD_DAY}")).to_be_visible()
+        filter_run_events(page, "pandera_contract")
+        expect(page.get_by_text("Succeeded (3)", exact=True)).to_be_visible()
+        expect(page.get_by_text("Check pandera_contract succeeded").first).to_be_visible()
+        screenshot(page, "02-materialized.png")
+
+        run = wait_run(dagster, run_id)
+        assert run["status"] == "SUCCESS", run
+        assert tags(run).get("dagster/from_ui") == "true" and tags(run)["dagster/partition"] == GOOD_DAY
+        assert {"/".join(k["path"]) for k in run["assetSelection"]} == set(CONTACTS_CHAIN)
+        assert {s["stepKey"]: s["status"] for s in run["stepStats"]} == dict.fromkeys(
+            ("sfmc__raw__contacts", "sfmc__clean__contacts", "aep__contacts"), "SUCCESS")
+        latest = check_executions(dagster, "sfmc/clean/contacts", "pandera_contract", GOOD_DAY)[0]
+        assert (latest["runId"], latest["status"], latest["evaluation"]["success"]) == (run_id, "SUCCEEDED", True)
+        for key in CONTACTS_CHAIN:
+            assert run_id in {m["runId"] for m in materializations(dagster, key, [GOOD_DAY])}, key
+
+    # 3. A backfill of three days of every data extension, from the same dialog: it completes.
+    with step(page, "03-backfill", tmp_path):
+        dialog = materialize_from_catalog(page, url, DE_ASSETS, f"[{BACKFILL_DAYS[0]}...{BACKFILL_DAYS[-1]}]",
+                                          len(BACKFILL_DAYS))
+        dialog.get_by_role("button", name="Launch backfill").click()
+        expect(page.get_by_text(re.compile(r"^Created backfill"))).to_be_visible()
+        view = page.locator('a[href^="/runs/b/"]').filter(has_text="View")
+        backfill_id = view.get_attribute("href").rsplit("/", 1)[-1]
+        view.click()
+        page.wait_for_url(f"**/runs/b/{backfill_id}**")
+        status = page.get_by_text("Status", exact=True).locator("xpath=..")
+        expect(status).to_contain_text("Succeeded", timeout=BACKFILL_TIMEOUT_MS)
+        expect(page.get_by_text("100% completed")).to_have_count(len(DE_ASSETS))
+        screenshot(page, "03-backfill.png")
+
+        assert dagster.wait_backfill(backfill_id, timeout_s=60) == "COMPLETED_SUCCESS"
+        backfill = dagster.graphql(
+            """query($id: String!) { partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill {
+                 status partitionNames tags { key value } assetSelection { path } runs(limit: 50) { id status } } } }""",
+            {"id": backfill_id},
+        )["partitionBackfillOrError"]
+        assert backfill["partitionNames"] == BACKFILL_DAYS
+        assert {"/".join(k["path"]) for k in backfill["assetSelection"]} == set(DE_ASSETS)
+        assert tags(backfill).get("dagster/from_ui") == "true"
+        run_ids = {r["id"] for r in backfill["runs"]}
+        assert run_ids and all(r["status"] == "SUCCESS" for r in backfill["runs"]), backfill["runs"]
+        for key in DE_ASSETS:
+            got = {m["partition"] for m in materializations(dagster, key, BACKFILL_DAYS) if m["runId"] in run_ids}
+            assert got == set(BACKFILL_DAYS), key
+        for de in DATA_EXTENSIONS:
+            for day in BACKFILL_DAYS:
+                latest = check_executions(dagster, f"sfmc/clean/{de}", "pandera_contract", day)[0]
+                assert latest["runId"] in run_ids and latest["status"] == "SUCCEEDED", (de, day, latest)
+
+    # 4. The sandbox serves bad rows for a day: its blocking check fails and nothing is published.
+    with step(page, "04-blocked-by-check", tmp_path):
+        assert mc.inject_bad_rows("Contacts_DE", "invalid_email", dt.date.fromisoformat(BAD_DAY), n=2)
+        run_id = launch_one_run(page, url, CONTACTS_CHAIN, BAD_DAY)
+        expect(page.get_by_text("Failure", exact=True).first).to_be_visible(timeout=RUN_TIMEOUT_MS)
+        filter_run_events(page, "pandera_contract")
+        expect(page.get_by_text("Check pandera_contract failed").first).to_be_visible()
+        expect(page.get_by_text("Errored (1)", exact=True)).to_be_visible()
+        page.get_by_text("Not executed (1)", exact=True).click()  # the step list: aep__contacts never ran
+        expect(page.get_by_text("Not executed (1)", exact=True).locator("xpath=../..")).to_contain_text(
+            "aep__contacts")
+        screenshot(page, "04-blocked-by-check.png")
+
+        run = wait_run(dagster, run_id)
+        assert run["status"] == "FAILURE", run
+        steps = {s["stepKey"]: s["status"] for s in run["stepStats"]}
+        assert steps["sfmc__raw__contacts"] == "SUCCESS" and steps["sfmc__clean__contacts"] == "FAILURE", steps
+        assert steps.get("aep__contacts") in (None, "SKIPPED"), steps
+        latest = check_executions(dagster, "sfmc/clean/contacts", "pandera_contract", BAD_DAY)[0]
+        assert (latest["runId"], latest["status"], latest["evaluation"]["success"]) == (run_id, "FAILED", False)
+        assert materializations(dagster, "aep/contacts", [BAD_DAY]) == []
+        assert run_id not in {m["runId"] for m in materializations(dagster, "sfmc/clean/contacts", [BAD_DAY])}
