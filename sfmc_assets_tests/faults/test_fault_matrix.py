@@ -145,6 +145,23 @@ def _add_column(env: Env) -> Callable[[], None]:
     return lambda: env.mc.alter_schema(KEY, drop=["Score"])
 
 
+def _drop_column(env: Env) -> Callable[[], None]:
+    env.mc.alter_schema(KEY, drop=["LinkURL"])
+    # The fix is the column coming back (its old values are gone; the rows are what must be exact).
+    return lambda: env.mc.alter_schema(KEY, add={"LinkURL": "Text"})
+
+
+def _retype_column(env: Env) -> Callable[[], None]:
+    env.mc.alter_schema(KEY, retype={"Channel": "Number"})
+    return lambda: env.mc.alter_schema(KEY, retype={"Channel": "Text"})
+
+
+def _small_upload_limit(env: Env) -> Callable[[], None]:
+    original = env.aep.max_file_bytes
+    env.aep.max_file_bytes = 1024
+    return lambda: setattr(env.aep, "max_file_bytes", original)
+
+
 def _de(**changes: object) -> Callable[[ProjectConfig], ProjectConfig]:
     def edit(config: ProjectConfig) -> ProjectConfig:
         return config.model_copy(update={"data_extensions": tuple(
@@ -179,6 +196,8 @@ CASES = [
     Case("Marketing Cloud", "wrong base URI", lambda env: _discovery("marketing_cloud", auth_base_uri=env.mc.url + "nowhere/")(env), "token endpoint"),
     Case("Marketing Cloud", "unknown data extension key", lambda env: None, "no data extension with external key", _de(external_key="No_Such_DE")),
     Case("Marketing Cloud", "column added", _add_column, "column 'Score' (Number) was added"),
+    Case("Marketing Cloud", "column removed", _drop_column, "column 'LinkURL' was removed"),
+    Case("Marketing Cloud", "column retyped", _retype_column, "column 'Channel' changed type from Text to Number"),
     Case("Marketing Cloud", "required value missing", _bad_rows("missing_required"), "pandera_contract gate failed"),
     Case("Marketing Cloud", "date that does not parse", _bad_rows("unparseable_date"), "values_parse"),
     Case("Marketing Cloud", "value outside the mapping", _bad_rows("unmapped_value"), "action: isin"),
@@ -189,6 +208,7 @@ CASES = [
     Case("Experience Platform", "5xx on complete", _aep(AepFault(kind="http_error", route="complete", status=500, times=2)), "recovered"),
     Case("Experience Platform", "5xx on batch status", _aep(AepFault(kind="http_error", route="catalog_batch", status=503, times=2)), "recovered"),
     Case("Experience Platform", "token expired mid-run", _aep(AepFault(kind="expire_tokens", route="upload", times=1)), "recovered"),
+    Case("Experience Platform", "upload over the size limit", _small_upload_limit, "413"),
     Case("Experience Platform", "batch failed", _aep(AepFault(kind="fail_batch", route="complete", times=None)), "INGEST"),
     Case("Experience Platform", "batch stuck past the deadline", _aep(AepFault(kind="stuck_processing", route="complete", times=None)), "deadline"),
     Case("Experience Platform", "wrong sandbox name", _discovery("experience_platform", sandbox_name="dev"), "sandbox"),
