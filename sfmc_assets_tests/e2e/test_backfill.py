@@ -12,7 +12,7 @@ from sfmc_assets.sandboxes.marketing_cloud import MarketingCloudSandbox
 from sfmc_assets_tests.conftest import DATA_END, DATA_START
 from sfmc_assets_tests.e2e.stack import DagsterStack, dagster_dev
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # daemon ticks and process starts add up on 2 cores
 DAYS = ["2026-10-02", "2026-10-03", "2026-10-04"]
 BAD_DAY = "2026-10-03"
 ASSETS = [f"sfmc/{layer}/{de}" for layer in ("raw", "clean") for de in ("contacts", "campaigns", "activities")]

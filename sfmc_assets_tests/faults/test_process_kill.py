@@ -26,7 +26,7 @@ from sfmc_assets.sandboxes.experience_platform import ExperiencePlatformSandbox
 from sfmc_assets.sandboxes.marketing_cloud import Fault, MarketingCloudSandbox
 from sfmc_assets_tests.conftest import DATA_END, DATA_START
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # daemon ticks and process starts add up on 2 cores
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PARTITION = "2026-10-03"
