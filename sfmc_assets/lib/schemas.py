@@ -30,8 +30,10 @@ class _Clean(pa.DataFrameModel):
     )
     partition_date: dt.date = pa.Field(description="UTC day of the delta value.")
 
+    # Named like the check: pandera 0.35 pops `name=` when the first model builds its schema, and the
+    # other models fall back to the method's name, so both must read `values_parse`.
     @pa.check("_parse_errors", name="values_parse")
-    def _values_parse(cls, data: pa.PolarsData) -> pl.LazyFrame:
+    def values_parse(cls, data: pa.PolarsData) -> pl.LazyFrame:
         return data.lazyframe.select(pl.col(data.key).is_null())
 
     class Config:

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from sfmc_assets.lib.canonical import MONEY, UTC_DATETIME
@@ -30,6 +30,10 @@ OFFSET = CONFIG.source.offset  # -6 h: Marketing Cloud server time
 OFFSET_HOURS = OFFSET.total_seconds() / 3600
 EPOCH = dt.datetime(1970, 1, 1)
 US = dt.timedelta(microseconds=1)
+#: What a Python datetime (hence a pandera check) can hold, in epoch microseconds.
+PY_RANGE_US = ((dt.datetime.min - EPOCH) // US, (dt.datetime.max - EPOCH) // US)
+#: Dates Polars parses to a UTC value outside Python's range: they blocked a partition (see report).
+OUT_OF_RANGE_DATES = ("12/31/9999 11:00:00 PM", "1/1/0000 1:00:00 AM", "1/1/-1 1:00:00 AM")
 
 #: What Polars' `strip_chars()` trims (Unicode White_Space; unlike `str.isspace`, not \x1c-\x1f).
 WHITESPACE = "".join(map(chr, (
@@ -88,7 +92,7 @@ garbage_dates = st.one_of(
     st.sampled_from(["13/1/2026 1:00:00 AM", "2/30/2024 1:00:00 AM", "2/29/2023 1:00:00 AM",
                      "1/1/2026 13:00:00 PM", "1/1/2026 0:00:00 AM", "1/1/10000 12:00:00 AM",
                      "1/1/2026 1:60:00 AM", "2026-10-02T00:00:00Z", "1/1/2026", "12:00:00 AM",
-                     "0/0/0000 0:00:00 AM", "1/1/-1 1:00:00 AM", "NaN"]),
+                     "0/0/0000 0:00:00 AM", "1/1/+2026 1:00:00 AM", "NaN", *OUT_OF_RANGE_DATES]),
     any_text,
 )
 
@@ -175,6 +179,8 @@ def test_typed_frame_types_every_value_or_names_it(name: str, data: st.DataObjec
                 failed.append(_error_for(spec, raw))
             elif spec.type == "Boolean":
                 assert value is (raw.strip(WHITESPACE).lower() in ("true", "1"))
+            elif spec.type == "Date":
+                assert PY_RANGE_US[0] <= value <= PY_RANGE_US[1], "a UTC value Python can hold"
             if spec.type == "Boolean" and raw.strip(WHITESPACE).lower() in ("true", "false", "1", "0"):
                 assert value is not None
             if spec.type == "Number" and re.fullmatch(r"[+-]?[0-9]+", raw.strip(WHITESPACE)):
@@ -188,16 +194,25 @@ def test_typed_frame_types_every_value_or_names_it(name: str, data: st.DataObjec
 @PROPERTY
 @given(d=extreme_datetimes, zero_pad=st.booleans(), lower=st.booleans(),
        offset_quarters=st.integers(min_value=-12 * 4, max_value=14 * 4))
+@example(d=dt.datetime(9999, 12, 31, 23, 0), zero_pad=False, lower=False, offset_quarters=-6 * 4)
+@example(d=dt.datetime(9999, 12, 31, 17, 59, 59), zero_pad=False, lower=False, offset_quarters=-6 * 4)
+@example(d=dt.datetime(1, 1, 1, 0, 0), zero_pad=True, lower=False, offset_quarters=2 * 4)
 def test_valid_date_round_trips_to_utc(d: dt.datetime, zero_pad: bool, lower: bool, offset_quarters: int) -> None:
-    """Server time - offset = UTC (UTC-6: server time + 6 h), for every year 1..9999 and any fixed offset."""
+    """Server time - offset = UTC (UTC-6: server time + 6 h), for every year 1..9999 and any fixed offset;
+    a UTC value beyond year 1..9999 (12/31/9999 evening at UTC-6) is a named parse error, not a value."""
     d = d.replace(microsecond=0)
     spec = FieldSpec(name="When", type="Date")
     offset_hours = offset_quarters / 4
-    out = typed_frame(pl.DataFrame({"When": [sfmc_date(d, zero_pad, lower)]}), (spec,), offset_hours)
-    assert out[PARSE_ERRORS][0] is None
+    raw = sfmc_date(d, zero_pad, lower)
+    out = typed_frame(pl.DataFrame({"When": [raw]}), (spec,), offset_hours)
     assert out.schema["When"] == UTC_DATETIME
     expected = (d - EPOCH - dt.timedelta(hours=offset_hours)) // US
-    assert out["When"].dt.epoch("us")[0] == expected
+    if PY_RANGE_US[0] <= expected <= PY_RANGE_US[1]:
+        assert out[PARSE_ERRORS][0] is None
+        assert out["When"].dt.epoch("us")[0] == expected
+    else:
+        assert out["When"][0] is None
+        assert out[PARSE_ERRORS][0] == f"When: '{raw}' is not a valid Date"
 
 
 @PROPERTY
@@ -320,9 +335,18 @@ def test_arbitrary_pages_clean_and_validate_without_raising(name: str, data: st.
         junk = {f.name: data.draw(arbitrary_value(f)) for f in de.fields}
         corrupted = data.draw(st.sets(st.sampled_from([f.name for f in de.fields])))
         rows.append(data.draw(st.sampled_from([valid, junk, valid | {k: junk[k] for k in corrupted}])))
-    typed = typed_frame(_frame(rows, de), de.fields, OFFSET_HOURS)
+    strings = _frame(rows, de)
+    typed = typed_frame(strings, de.fields, OFFSET_HOURS)
     cleaned = clean(typed, de, window.end)
     assert cleaned.frame.height + cleaned.removed == typed.height
+    kind = de.kind_def
+    # De-duplication keeps at least one row of every (trimmed, non-blank) key.
+    raw_keys = strings[de.columns[kind.key_role]].to_list()
+    assert set(cleaned.frame[kind.key_role].drop_nulls()) == {k.strip(WHITESPACE) for k in raw_keys if not blank(k)}
+    # Free text is trimmed and blank text is NULL.
+    for role in kind.roles:
+        if role.dtype == pl.String and role.enum is None:
+            assert all(v == v.strip(WHITESPACE) != "" for v in cleaned.frame[role.name].drop_nulls()), role.name
     _gate_invariants(cleaned.frame, window, de)
 
 
@@ -342,6 +366,26 @@ def test_valid_rows_pass_the_gate(name: str, data: st.DataObject) -> None:
     gate = validate(cleaned.frame, contract(de.kind_def, window.start, window.end))
     assert gate.failing_rows == 0, gate.failures_by_rule()
     assert gate.within(0.0) and gate.valid.height == n
+
+
+@pytest.mark.parametrize("name", DATA_EXTENSIONS)
+@settings(PIPELINE, max_examples=5)
+@given(data=st.data(), bad_date=st.sampled_from(OUT_OF_RANGE_DATES))
+def test_out_of_range_date_quarantines_its_row_without_blocking(name: str, data: st.DataObject, bad_date: str) -> None:
+    """Regression: these dates used to reach pandera, whose in_range check then failed for the whole
+    column (`year 10000 is out of range`), blocking the partition instead of quarantining one row.
+    Also pins the rule's name, which used to depend on which model pandera built first."""
+    de = DATA_EXTENSIONS[name]
+    assert de.fields is not None
+    window = Window.day("2026-10-02")
+    rows = [data.draw(valid_row(de, window, i)) for i in range(3)]
+    rows[0][de.delta_column] = bad_date
+    typed = typed_frame(_frame(rows, de), de.fields, OFFSET_HOURS)
+    assert typed[PARSE_ERRORS].to_list()[0] == f"{de.delta_column}: '{bad_date}' is not a valid Date"
+    gate = validate(clean(typed, de, window.end).frame, contract(de.kind_def, window.start, window.end))
+    assert not gate.blocking_schema_errors, gate.failure_cases
+    assert (gate.failing_rows, gate.valid.height) == (1, 2)
+    assert "_parse_errors: values_parse" in gate.quarantined[REJECTION_REASONS][0]
 
 
 # --- window_filter ----------------------------------------------------------------------------------

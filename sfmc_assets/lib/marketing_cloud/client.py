@@ -60,7 +60,7 @@ def normalize_auth_base_uri(value: str) -> str:
         return f"https://{parts.netloc.lower()}/"
     path = parts.path.rstrip("/")
     if path.endswith("/v2/token"):
-        path = path[: -len("/v2/token")]
+        path = path[: -len("/v2/token")].rstrip("/")
     return f"{parts.scheme}://{parts.netloc}{path}/"
 
 

@@ -9,6 +9,7 @@ A value that does not parse does not abort the read: it becomes null and is desc
 `_parse_errors` column, which the quality gate turns into a named failure (or a quarantined row).
 """
 
+import datetime as dt
 from collections.abc import Sequence
 
 import polars as pl
@@ -19,6 +20,10 @@ PARSE_ERRORS = "_parse_errors"
 DATE_FORMAT = "%m/%d/%Y %I:%M:%S %p"
 _TRUE = ("true", "1")
 _FALSE = ("false", "0")
+#: The UTC values a Python datetime (and so every pandera check) can hold. Polars parses years such as
+#: -1 or 0, and 12/31/9999 after 6 PM server time is year 10000 in UTC: outside this range, pandera's
+#: checks fail on the whole column and block the partition, so such values are parse errors instead.
+_UTC_RANGE = (dt.datetime.min.replace(tzinfo=dt.timezone.utc), dt.datetime.max.replace(tzinfo=dt.timezone.utc))
 
 
 def polars_dtype(spec: FieldSpec) -> pl.DataType:
@@ -59,7 +64,8 @@ def _convert(spec: FieldSpec, utc_offset_hours: float) -> tuple[pl.Expr, pl.Expr
     elif spec.type == "Date":
         naive = text.str.strptime(pl.Datetime("us"), DATE_FORMAT, strict=False)
         # Server time is a fixed offset (no DST): UTC = server time - offset.
-        value = (naive - pl.duration(minutes=round(utc_offset_hours * 60))).dt.replace_time_zone("UTC")
+        utc = (naive - pl.duration(minutes=round(utc_offset_hours * 60))).dt.replace_time_zone("UTC")
+        value = pl.when(utc.is_between(*_UTC_RANGE)).then(utc)
     else:
         return pl.when(raw == "").then(None).otherwise(raw).alias(spec.name), pl.lit(None, pl.String)
     value = pl.when(blank).then(None).otherwise(value).alias(spec.name)
