@@ -26,7 +26,7 @@ lint: install
 	$(BIN)/ruff check sfmc_assets sfmc_assets_tests bench
 
 lock:  ## re-resolve requirements.lock from pyproject.toml (dev extra included)
-	$(BIN)/uv pip compile -q -p $(BIN)/python pyproject.toml --extra dev -o requirements.lock
+	$(BIN)/uv pip compile -q -p $(BIN)/python pyproject.toml --extra dev --extra bench -o requirements.lock
 
 bench: install  ## the benchmark suite (see bench/README.md)
 	$(BIN)/python -m bench
