@@ -21,7 +21,7 @@ from sfmc_assets.lib.experience_platform import (
     to_parquet_bytes,
     to_xdm,
 )
-from sfmc_assets.lib.experience_platform.xdm import XDM_ID_NAMESPACE
+from sfmc_assets.lib.experience_platform.xdm import XDM_ID_NAMESPACE, _record_ids
 from sfmc_assets.sandboxes.experience_platform import SEED_DATASETS, schema_field_paths
 from sfmc_assets.sandboxes.experience_platform.schemas import Validator
 from sfmc_assets_tests.experience_platform.support import activities_frame, contacts_frame, engagement_frame
@@ -100,6 +100,18 @@ def test_events_have_deterministic_ids_timestamps_and_event_types() -> None:
     assert records[0]["timestamp"] == "2026-10-01T00:00:00.000Z"
     assert records[3]["_sfmcsandbox"]["engagement"]["sentiment"] == "negative"
     assert "sentiment" not in records[0]["_sfmcsandbox"]["engagement"]
+
+
+@pytest.mark.parametrize("id_columns", [["a"], ["a", "b"]])
+def test_bulk_ids_equal_python_uuid5(id_columns: list[str]) -> None:
+    """The DuckDB SHA-1 path gives exactly `uuid.uuid5` for any text: multi-byte, NUL, separators, ints."""
+    keys = ["e-0", "", "é✓", "a\x00b", "x\x1fy", "😀" * 40, " lead ", "123"]
+    frame = pl.DataFrame({"a": keys, "b": list(range(len(keys)))})
+    mapping = XdmMapping.model_validate({"dataset": "ds1", "xdm_class": "profile", "id_columns": id_columns})
+    expected = [str(uuid.uuid5(XDM_ID_NAMESPACE, "\x1f".join(("ds1", *(str(v) for v in row)))))
+                for row in frame.select(id_columns).iter_rows()]
+    assert _record_ids(frame, mapping).to_list() == expected
+    assert _record_ids(frame.clear(), mapping).to_list() == []
 
 
 def test_activities_fill_web_and_commerce_only_where_they_apply() -> None:

@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Literal
 
+import duckdb
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -195,16 +196,32 @@ def _identity_map(identities: Mapping[str, IdentitySpec]) -> pl.Expr:
 
 
 def _record_ids(frame: pl.DataFrame, mapping: XdmMapping) -> pl.Series:
-    """UUIDv5 of dataset + primary key: the same row always gets the same `_id` (doc §4.4 de-duplication)."""
+    """UUIDv5 of dataset + primary key: the same row always gets the same `_id` (doc §4.4 de-duplication).
+
+    Equal to `uuid.uuid5(XDM_ID_NAMESPACE, "\\x1f".join((dataset, *key)))` (tested), computed in bulk:
+    DuckDB's SHA-1 over namespace bytes + UTF-8 name, then RFC 4122's version and variant bits set on the
+    hex digest. A Python loop over `uuid.uuid5` spent ~9 s per million rows.
+    """
     keys = frame.select(pl.col(c).cast(pl.String) for c in mapping.id_columns)
     nulls = keys.select(pl.any_horizontal(pl.all().is_null()).sum()).item()
     if nulls:
         raise XdmMappingError(f"{nulls} row(s) have a null key in {mapping.id_columns}: no `_id` can be derived")
-    return pl.Series(
-        "_id",
-        [str(uuid.uuid5(XDM_ID_NAMESPACE, "\x1f".join((mapping.dataset, *row)))) for row in keys.iter_rows()],
-        dtype=pl.String,
-    )
+    names = keys.select(pl.concat_str([pl.lit(mapping.dataset), *keys.columns], separator="\x1f").alias("name"))
+    with duckdb.connect() as con:
+        con.register("names", names)
+        digest = con.execute("SELECT sha1(?::BLOB || encode(name)) AS h FROM names",
+                             [XDM_ID_NAMESPACE.bytes]).pl().get_column("h")
+    h = pl.col("h")
+    return pl.select(h=digest).select(pl.concat_str([
+        h.str.slice(0, 8), pl.lit("-"), h.str.slice(8, 4),
+        pl.lit("-5"), h.str.slice(13, 3),  # version 5 in the high nibble of byte 6
+        pl.lit("-"), h.str.slice(16, 1).replace_strict(_VARIANT), h.str.slice(17, 3),  # variant 10xx
+        pl.lit("-"), h.str.slice(20, 12),
+    ]).alias("_id")).get_column("_id")
+
+
+#: The first hex digit of byte 8 with the RFC 4122 variant (binary 10xx) applied.
+_VARIANT = {f"{n:x}": f"{(n & 0x3) | 0x8:x}" for n in range(16)}
 
 
 def to_xdm(frame: pl.DataFrame, mapping: XdmMapping) -> pl.DataFrame:
