@@ -7,9 +7,10 @@ bounds how often it fires (None = every time after that), so a test can say "the
 
 from __future__ import annotations
 
-import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from ..faultbook import FaultBook as SharedFaultBook
 
 # Route names, shared with the request counters in stats().
 ROUTES = (
@@ -74,35 +75,11 @@ class Fault:
         return asdict(self)
 
 
-class FaultBook:
-    """Thread-safe list of active faults; `take` counts a request and returns the faults that fire."""
+class FaultBook(SharedFaultBook[Fault]):
+    """The active faults; a request's route picks the ones that may fire."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._faults: list[Fault] = []
-
-    def set(self, faults: list[Fault]) -> None:
-        with self._lock:
-            self._faults = list(faults)
-
-    def clear(self) -> None:
-        self.set([])
+    def take_route(self, route: str) -> list[Fault]:
+        return self.take(lambda fault: fault.route in (ANY_ROUTE, route))
 
     def snapshot(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [f.as_json() for f in self._faults]
-
-    def take(self, route: str) -> list[Fault]:
-        fired: list[Fault] = []
-        with self._lock:
-            for fault in self._faults:
-                if fault.route not in (ANY_ROUTE, route):
-                    continue
-                fault.seen += 1
-                if fault.seen <= fault.after:
-                    continue
-                if fault.times is not None and fault.fired >= fault.times:
-                    continue
-                fault.fired += 1
-                fired.append(fault)
-        return fired
+        return [f.as_json() for f in self.active()]

@@ -890,7 +890,7 @@ class _Handler(BaseHTTPRequestHandler):
         route, call = self._resolve(req)
         with sb._lock:
             sb._stats[route] += 1
-        fired = sb.faults.take(route) if route != "not_found" else []
+        fired = sb.faults.take_route(route) if route != "not_found" else []
         for fault in fired:
             if fault.kind == KIND_EXPIRE_TOKENS:
                 sb.expire_tokens()

@@ -5,11 +5,13 @@ to the next `times` matches (`None` = every one). Set from Python (`sandbox.set_
 (`POST /_sandbox/faults` with a JSON list of the same fields), so Dagster runs in other processes see them.
 """
 
-import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from ..faultbook import FaultBook as SharedFaultBook
+
 Route = Literal["token", "rowset", "fields", "search", "upsert", "*"]
+_COUNTERS = {"seen", "fired"}
 Kind = Literal["status", "latency", "reset", "truncate", "malformed", "expire_token", "mutate"]
 
 
@@ -26,55 +28,31 @@ class Fault:
     key: str | None = None  # only requests for this data extension key
     after: int = 0
     times: int | None = 1
-    _seen: int = field(default=0, repr=False)
-    _applied: int = field(default=0, repr=False)
+    seen: int = field(default=0, repr=False, compare=False)  # counters kept by the FaultBook
+    fired: int = field(default=0, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Fault":
-        allowed = {k for k in cls.__dataclass_fields__ if not k.startswith("_")}
+        allowed = set(cls.__dataclass_fields__) - _COUNTERS
         unknown = set(data) - allowed
         if unknown:
             raise ValueError(f"unknown fault field(s): {sorted(unknown)}")
         return cls(**data)
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+        return {k: v for k, v in asdict(self).items() if k not in _COUNTERS}
 
 
-class FaultBook:
-    """The active faults; `take` decides, under a lock, which fault (if any) a request gets."""
+class FaultBook(SharedFaultBook[Fault]):
+    """The active faults; a request's route and data extension key pick the ones that may fire."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._faults: list[Fault] = []
-
-    def set(self, faults: list[Fault]) -> None:
-        with self._lock:
-            self._faults = list(faults)
-
-    def clear(self) -> None:
-        self.set([])
-
-    def active(self) -> list[Fault]:
-        with self._lock:
-            return list(self._faults)
-
-    def take(self, route: str, key: str | None) -> list[Fault]:
+    def take_request(self, route: str, key: str | None) -> list[Fault]:
         """The faults that apply to this request (latency can combine with one other fault)."""
-        chosen: list[Fault] = []
-        with self._lock:
-            for fault in self._faults:
-                if fault.route not in ("*", route):
-                    continue
-                if fault.key and (key or "").lower() != fault.key.lower():
-                    continue
-                fault._seen += 1
-                if fault._seen <= fault.after:
-                    continue
-                if fault.times is not None and fault._applied >= fault.times:
-                    continue
-                if fault.kind != "latency" and any(f.kind != "latency" for f in chosen):
-                    continue
-                fault._applied += 1
-                chosen.append(fault)
-        return chosen
+
+        def matches(fault: Fault) -> bool:
+            return fault.route in ("*", route) and (not fault.key or (key or "").lower() == fault.key.lower())
+
+        def compatible(chosen: list[Fault], fault: Fault) -> bool:
+            return fault.kind == "latency" or all(f.kind == "latency" for f in chosen)
+
+        return self.take(matches, compatible)

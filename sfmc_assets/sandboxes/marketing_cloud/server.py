@@ -156,7 +156,7 @@ class Handler(BaseHTTPRequestHandler):
             self.server.count(route)
             if route == "rowset":
                 self.server.count("rowset_token" if "/token/" in path else "rowset_key")
-            faults = self.server.faults.take(route, key)
+            faults = self.server.faults.take_request(route, key)
             for fault in faults:
                 if fault.kind == "latency":
                     time.sleep(fault.latency_ms / 1000)
