@@ -26,7 +26,10 @@ def machine() -> dict[str, object]:
 @contextmanager
 def sandbox_process(rows: dict[str, int], start: str, end: str,
                     state_dir: Path | None = None) -> Iterator[dict[str, object]]:
-    """A Marketing Cloud sandbox in its own process (so it does not share the client's GIL)."""
+    """A Marketing Cloud sandbox in its own process (so it does not share the client's GIL).
+
+    Yields its discovery file's content plus `sandbox_pid`, so a scenario can see the sandbox's CPU time.
+    """
     with tempfile.TemporaryDirectory(prefix="sfmc_bench_") as tmp:
         state = state_dir or Path(tmp)
         args = [sys.executable, "-m", "sfmc_assets.sandboxes", "serve", "--state-dir", str(state),
@@ -41,7 +44,7 @@ def sandbox_process(rows: dict[str, int], start: str, end: str,
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("the sandbox did not start")
                 time.sleep(0.2)
-            yield json.loads(discovery.read_text())
+            yield {**json.loads(discovery.read_text()), "sandbox_pid": proc.pid}
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -67,3 +70,9 @@ def save(name: str, result: dict[str, object]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     return path
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a running process has used so far (Linux `/proc`)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -18,6 +18,7 @@ from sfmc_assets.lib import settings
 from sfmc_assets.lib.experience_platform import ExperiencePlatformClient
 from sfmc_assets.lib.lake import ParquetLake
 from sfmc_assets.lib.marketing_cloud import MarketingCloudClient
+from sfmc_assets.lib.marketing_cloud.client import DEFAULT_MAX_CONCURRENCY
 from sfmc_assets.lib.retrying import LogSink, RetrySettings
 from sfmc_assets.lib.warehouse import Warehouse
 
@@ -53,7 +54,8 @@ class MarketingCloudResource(dg.ConfigurableResource):
     )
     account_id: str | None = Field(default=None, description="Business unit MID (SFMC_ACCOUNT_ID), optional.")
     page_size: int = Field(default=2500, description="Rows per page (Marketing Cloud's maximum is 2500).")
-    max_concurrency: int = Field(default=4, description="Pages fetched in parallel per data extension.")
+    max_concurrency: int = Field(default=DEFAULT_MAX_CONCURRENCY,
+                                 description="Pages fetched in parallel per data extension.")
     timeout_s: float = Field(default=120.0, description="Read timeout of one request.")
     max_attempts: int = Field(default=8, description="Attempts per request (429, 5xx, timeouts, drops).")
     max_retry_s: float = Field(default=300.0, description="Upper bound on the time spent retrying one request.")

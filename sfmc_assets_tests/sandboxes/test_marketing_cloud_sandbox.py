@@ -295,6 +295,29 @@ def test_pages_rerun_against_current_data(fresh: MarketingCloudSandbox) -> None:
     assert api.next_page(first, 1).json()["items"] == first["items"]
 
 
+def test_pages_read_again_come_from_the_page_cache_until_the_data_changes(fresh: MarketingCloudSandbox) -> None:
+    """Encoded pages are kept per data version: the same bytes again, other fields apart, a write shows."""
+    api = Api(fresh)
+    params = {"$orderBy": "EngagementID", "$pageSize": 100}
+    first = api.rowset("Campaign_Engagement", **params).json()
+    second = api.rowset("Campaign_Engagement", **params).json()  # another request token, the same query
+
+    def items(resp: requests.Response) -> bytes:
+        assert resp.status_code == 200
+        return resp.content[resp.content.index(b'"items":'):]
+
+    page = items(api.next_page(first, 3))
+    assert items(api.next_page(second, 3)) == page
+    assert sum(len(r.pages) for r in fresh.tenant._results.values()) >= 2  # pages 1 and 3 are kept
+    narrow = api.rowset("Campaign_Engagement", **params, **{"$fields": "EngagementID,EventDate"}).json()
+    assert set(api.next_page(narrow, 3).json()["items"][0]["values"]) == {"eventdate"}
+    row = json.loads(page[len(b'"items":'):-1])[0]
+    fresh.tenant.execute(f"UPDATE {fresh.tenant.get('Campaign_Engagement').table} "
+                         "SET \"CampaignName\" = 'Changed' WHERE \"EngagementID\" = ?", [row["keys"]["engagementid"]])
+    changed = api.next_page(first, 3).json()["items"][0]
+    assert changed["keys"] == row["keys"] and changed["values"]["campaignname"] == "Changed"
+
+
 def test_unknown_key(api: Api) -> None:
     resp = api.rowset("No_Such_DE")
     assert resp.status_code == 404 and "cannot be retrieved for key" in resp.json()["message"]
