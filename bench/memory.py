@@ -1,12 +1,12 @@
-"""Scenario `memory`: peak RSS of one partition through extract -> clean -> pandera validation.
+"""Scenario `memory`: peak RSS of one partition through extract -> clean -> pandera validation -> write.
 
 One data extension (`Campaign_Engagement`), all rows in one daily window, at 100k, 1M and 3M rows; each
 size in a fresh worker process against its own sandbox process (generating 3M rows takes ~15 s). The
 measure is the worker's whole-process peak RSS (`resource.getrusage`), with its value after each step.
 
-Target: peak(3M) / peak(1M) <= 1.5. The extract streams pages to Parquet (flat), but `clean` collects
-the partition (de-duplication needs all of it) and pandera validates the collected frame, so the peak
-grows with the partition; the result says by how much.
+Target: peak(3M) / peak(1M) <= 1.5. The extract streams pages to Parquet; the clean asset streams the
+raw Parquet in batches through clean -> pandera -> the partition file (`clean_and_gate`). What still
+grows with the partition is de-duplication's 8-byte key hash per row (sorted to find repeated keys).
 """
 
 import argparse

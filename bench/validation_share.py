@@ -1,7 +1,9 @@
 """Scenario `validation_share`: `clean` + pandera `validate` of 1,000,000 rows built in memory.
 
 The baseline is the transform alone: the share of the time pandera's contract takes on top of `clean`
-(target <= 25%). Each repeat is a fresh process. Timings on this 2-core machine vary between processes,
+(target <= 25%), on the clean asset's path (the partition streamed in batches through the gate). The
+headline share includes pandera's one-time set-up in each process; `validation_share_warm_median` is the
+share of a second, warm validation of the same batches. Each repeat is a fresh process. Timings on this 2-core machine vary between processes,
 so the headline share is the median of the repeats' shares; the share from each step's best time and
 every repeat are kept too.
 """
@@ -26,6 +28,8 @@ def run(rows: int = 1_000_000, repeats: int = 5) -> dict[str, object]:
             "validation_share_of_best_times": round(validate_s / (clean_s + validate_s), 3),
             "rows_per_s_median": round(statistics.median(float(r["rows_per_s"]) for r in runs)),
             "clean_rows_per_s_best": round(rows / clean_s), "validate_rows_per_s_best": round(rows / validate_s),
+            "validation_share_warm_median": round(statistics.median(float(r["validation_share_warm"]) for r in runs), 3),
+            "best_warm_validate_s": min(float(r["warm_validate_s"]) for r in runs),
             "peak_rss_mb": max(float(r["peak_rss_mb"]) for r in runs),
             "runs": runs, "target_share": TARGET, "met": share <= TARGET}
 

@@ -1,10 +1,19 @@
 """Running a contract on a partition: split valid rows from failing ones, summarise for the UI.
 
-Validation is lazy (every failure collected, not just the first) on a collected DataFrame (pandera
+Validation is lazy (every failure collected, not just the first) on collected DataFrames (pandera
 skips data checks on a LazyFrame unless told otherwise, notes G5). Row-level failures can be
 quarantined; failures not tied to rows (a missing column, a wrong dtype) always block.
+
+A partition is checked batch by batch (`Gate`), so memory follows the batch, not the day. Every rule
+but one only looks at its own row, so pandera runs them on each batch. The exception is a unique
+column, whose rule spans the partition: pandera skips it on the batches, and the gate flags the rows
+holding a value the caller found repeated in the whole partition (`plan_clean` knows it from its own
+de-duplication; `validate` computes it), reported exactly as pandera reports `field_uniqueness`.
+Failure cases keep pandera's order (rule by rule in schema order, rows in order) and whole-partition
+row numbers, so the batches add up to what one pandera run on the partition reports.
 """
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import pandera.polars as pa
@@ -15,21 +24,19 @@ from sfmc_assets.lib.metadata import PII_ROLES
 
 REJECTION_REASONS = "_rejection_reasons"
 _INDEX = "__row"
+UNIQUE_CHECK = "field_uniqueness"
+_CASES_SCHEMA = pl.Schema({"failure_case": pl.String, "schema_context": pl.String, "column": pl.String,
+                           "check": pl.String, "check_number": pl.Int32, "index": pl.Int32})
 
 
 @dataclass(frozen=True)
-class GateResult:
-    """The outcome of one partition's validation."""
+class GateSummary:
+    """The outcome of one partition's validation: counts and failure cases, not the rows themselves."""
 
-    valid: pl.DataFrame
-    quarantined: pl.DataFrame
     failure_cases: pl.DataFrame
     rows_checked: int
+    failing_rows: int
     blocking_schema_errors: bool
-
-    @property
-    def failing_rows(self) -> int:
-        return self.quarantined.height
 
     def within(self, tolerance: float) -> bool:
         """Whether the valid rows may be published, the failing ones being quarantined."""
@@ -63,28 +70,123 @@ class GateResult:
         )
 
 
+@dataclass(frozen=True)
+class GateResult(GateSummary):
+    """A validation in memory: the summary plus the rows, split."""
+
+    valid: pl.DataFrame
+    quarantined: pl.DataFrame
+
+
+class Gate:
+    """A contract applied to one partition, batch by batch, in order; `summary()` once all are checked."""
+
+    def __init__(self, schema: pa.DataFrameSchema, repeated: Mapping[str, pl.Series]) -> None:
+        """`repeated`: for each unique column of `schema`, the values that column holds more than once
+        in the whole partition."""
+        self.unique = [name for name, column in schema.columns.items() if column.unique]
+        missing = sorted(set(self.unique) - set(repeated))
+        if missing:
+            raise ValueError(f"the repeated values of unique column(s) {missing} are needed")
+        self.repeated = {c: repeated[c].implode() for c in self.unique}
+        self.row_schema = schema
+        for name in self.unique:
+            self.row_schema = self.row_schema.update_column(name, unique=False)
+        self.columns = list(schema.columns)
+        self.rows_checked = 0
+        self.failing_rows = 0
+        self._cases: list[pl.DataFrame] = []
+
+    def check(self, batch: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """(valid rows, quarantined rows with their reasons) of the next batch."""
+        cases = pl.concat([self._pandera_cases(batch), *self._unique_cases(batch)])
+        offset = self.rows_checked
+        self.rows_checked += batch.height
+        if cases.is_empty():
+            return batch, batch.clear().with_columns(pl.lit(None, pl.String).alias(REJECTION_REASONS))
+        self._cases.append(cases.with_columns((pl.col("index") + offset).cast(pl.Int32)))
+        reasons = (
+            cases.filter(pl.col("index").is_not_null()).group_by("index")
+            .agg(pl.format("{}: {}", pl.col("column"), pl.col("check")).unique().sort().str.join("; ")
+                 .alias(REJECTION_REASONS))
+            .with_columns(pl.col("index").cast(pl.UInt32).alias(_INDEX))
+            .drop("index")
+        )
+        indexed = batch.with_row_index(_INDEX)
+        quarantined = indexed.join(reasons, on=_INDEX, how="inner").sort(_INDEX).drop(_INDEX)
+        self.failing_rows += quarantined.height
+        return indexed.join(reasons, on=_INDEX, how="anti").drop(_INDEX), quarantined
+
+    def summary(self) -> GateSummary:
+        """All batches' failure cases in pandera's order; a failure not tied to a row counted once."""
+        cases = pl.concat(self._cases) if self._cases else _CASES_SCHEMA.to_frame()
+        rows = cases.filter(pl.col("index").is_not_null())
+        table = cases.filter(pl.col("index").is_null()).unique(maintain_order=True)
+        cases = pl.concat([rows, table]).sort(*self._pandera_order(), "index", maintain_order=True,
+                                              nulls_last=False)
+        return GateSummary(cases, self.rows_checked, self.failing_rows, not table.is_empty())
+
+    def _pandera_cases(self, batch: pl.DataFrame) -> pl.DataFrame:
+        try:
+            self.row_schema.validate(batch, lazy=True)
+        except SchemaErrors as err:
+            return err.failure_cases.with_columns(pl.col("failure_case").cast(pl.String)).cast(_CASES_SCHEMA)
+        return _CASES_SCHEMA.to_frame()
+
+    def _unique_cases(self, batch: pl.DataFrame) -> Iterable[pl.DataFrame]:
+        """The rows holding a repeated value of a unique column, as pandera's `field_uniqueness` cases."""
+        for name in self.unique:
+            if name not in batch.columns:  # pandera reports the missing column
+                continue
+            values = batch.select(pl.col(name).cast(pl.String).alias("failure_case")).with_row_index("index")
+            yield values.filter(batch[name].is_in(self.repeated[name], nulls_equal=True)).select(
+                "failure_case", schema_context=pl.lit("Column"), column=pl.lit(name), check=pl.lit(UNIQUE_CHECK),
+                check_number=pl.lit(None, pl.Int32), index=pl.col("index").cast(pl.Int32),
+            )
+
+    def _pandera_order(self) -> list[pl.Expr]:
+        """pandera runs the table's rules first, then per column (in schema order) nullability,
+        uniqueness, dtype and the checks by number."""
+        check = pl.col("check")
+        return [
+            pl.when(pl.col("schema_context") == "Column")
+            .then(pl.col("column").replace_strict(self.columns, list(range(len(self.columns))), default=-1))
+            .otherwise(-1),
+            pl.when(check == "not_nullable").then(0).when(check == UNIQUE_CHECK).then(1)
+            .when(check.str.starts_with("dtype(")).then(2).otherwise(3),
+            pl.col("check_number"),
+        ]
+
+
+def repeated_values(frame: pl.DataFrame, schema: pa.DataFrameSchema) -> dict[str, pl.Series]:
+    """For each unique column of `schema` present in `frame`, the values it holds more than once."""
+    return {
+        name: frame.filter(pl.col(name).is_duplicated())[name].unique(maintain_order=True)
+        if name in frame.columns else pl.Series(name, [], pl.String)
+        for name, column in schema.columns.items() if column.unique
+    }
+
+
+def gate_batches(
+    batches: Iterable[pl.DataFrame],
+    gate: Gate,
+    write_valid: Callable[[pl.DataFrame], object],
+    write_quarantined: Callable[[pl.DataFrame], object],
+) -> GateSummary:
+    """Check every batch, handing its valid and its quarantined rows (if any) to the writers."""
+    for batch in batches:
+        valid, quarantined = gate.check(batch)
+        if valid.height:
+            write_valid(valid)
+        if quarantined.height:
+            write_quarantined(quarantined)
+    return gate.summary()
+
+
 def validate(frame: pl.DataFrame, schema: pa.DataFrameSchema) -> GateResult:
-    """Validate every rule; rows named by a failure go to `quarantined` with their reasons."""
-    try:
-        schema.validate(frame, lazy=True)
-    except SchemaErrors as err:
-        cases = err.failure_cases.with_columns(pl.col("failure_case").cast(pl.String))
-    else:
-        empty = pl.DataFrame(schema={"failure_case": pl.String, "schema_context": pl.String,
-                                     "column": pl.String, "check": pl.String, "check_number": pl.Int32,
-                                     "index": pl.Int32})
-        return GateResult(frame, frame.clear().with_columns(pl.lit(None, pl.String).alias(REJECTION_REASONS)),
-                          empty, frame.height, False)
-    row_cases = cases.filter(pl.col("index").is_not_null())
-    blocking = cases.height > row_cases.height
-    reasons = (
-        row_cases.group_by("index")
-        .agg(pl.format("{}: {}", pl.col("column"), pl.col("check")).unique().sort().str.join("; ")
-             .alias(REJECTION_REASONS))
-        .with_columns(pl.col("index").cast(pl.UInt32).alias(_INDEX))
-        .drop("index")
-    )
-    indexed = frame.with_row_index(_INDEX)
-    quarantined = indexed.join(reasons, on=_INDEX, how="inner").sort(_INDEX).drop(_INDEX)
-    valid = indexed.join(reasons, on=_INDEX, how="anti").drop(_INDEX)
-    return GateResult(valid, quarantined, cases, frame.height, blocking)
+    """Validate every rule on a frame in memory; rows named by a failure go to `quarantined` with their
+    reasons."""
+    gate = Gate(schema, repeated_values(frame, schema))
+    valid, quarantined = gate.check(frame)
+    s = gate.summary()
+    return GateResult(s.failure_cases, s.rows_checked, s.failing_rows, s.blocking_schema_errors, valid, quarantined)

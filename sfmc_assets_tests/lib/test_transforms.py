@@ -7,7 +7,7 @@ import pytest
 
 from sfmc_assets.lib.config import load_config
 from sfmc_assets.lib.marketing_cloud.types import typed_frame
-from sfmc_assets.lib.transforms import PARTITION_DATE, clean, to_canonical
+from sfmc_assets.lib.transforms import PARTITION_DATE, batches, clean, plan_clean, to_canonical
 
 UTC = dt.timezone.utc
 CONFIG = load_config()
@@ -97,3 +97,27 @@ def test_unmapped_optional_roles_are_typed_nulls(role: str) -> None:
                                      "fields": None})
     out = to_canonical(contacts_raw().lazy(), de).collect()
     assert out[role].null_count() == out.height and out.schema[role] == pl.String
+
+
+def test_streamed_plan_matches_the_collected_clean() -> None:
+    """Batches of the lazy plan add up to `clean`: superseded rows and exact duplicates dropped, ties kept
+    and named as conflicting keys."""
+    raw = pl.concat([
+        contacts_raw(),
+        contacts_raw(SubscriberKey=["S3", "S3"], ModifiedDate=["10/2/2026 1:00:00 AM"] * 2,
+                     CustomerStage=["New", "Loyal"]),
+        contacts_raw(SubscriberKey=["S1", ""], ModifiedDate=["10/2/2026 5:00:00 AM", "10/2/2026 5:00:00 AM"]),
+        contacts_raw(),
+    ])
+    plan = plan_clean(raw, CONTACTS, END)
+    streamed = pl.concat(list(batches(plan.frame, 2)))
+    collected = clean(raw, CONTACTS, END)
+    assert streamed.equals(collected.frame) and plan.removed == collected.removed == 3
+    assert plan.conflicting_keys.to_list() == ["S3"]
+    assert streamed.group_by("contact_key").len().filter(pl.col("len") > 1)["contact_key"].to_list() == ["S3"]
+
+
+def test_an_empty_partition_streams_one_empty_batch() -> None:
+    plan = plan_clean(contacts_raw().clear(), CONTACTS, END)
+    (batch,) = batches(plan.frame, 10)
+    assert batch.is_empty() and batch.columns == clean(contacts_raw(), CONTACTS, END).frame.columns

@@ -4,12 +4,13 @@ import datetime as dt
 
 import polars as pl
 import pytest
+from pandera.errors import SchemaErrors
 
 from sfmc_assets.lib.config import load_config
 from sfmc_assets.lib.marketing_cloud.types import typed_frame
 from sfmc_assets.lib.schemas import contract
 from sfmc_assets.lib.transforms import clean
-from sfmc_assets.lib.validation import REJECTION_REASONS, validate
+from sfmc_assets.lib.validation import REJECTION_REASONS, Gate, gate_batches, repeated_values, validate
 
 UTC = dt.timezone.utc
 CONFIG = load_config()
@@ -80,3 +81,42 @@ def test_missing_column_always_blocks() -> None:
 def test_sample_masks_personal_columns() -> None:
     gate = validate(frame(EmailAddress=["secret.person@nowhere", "b@x.io", "c@x.io", "d@x.io"]), CONTRACT)
     assert "secret.person" not in str(gate.sample())
+
+
+def _pandera_cases(df: pl.DataFrame) -> pl.DataFrame:
+    try:
+        CONTRACT.validate(df, lazy=True)
+    except SchemaErrors as err:
+        return err.failure_cases.with_columns(pl.col("failure_case").cast(pl.String))
+    raise AssertionError("expected failures")
+
+
+MANY_FAILURES = {
+    "SubscriberKey": ["S0", "S0", "S2", "", "S4", "S4", "S6", "S7"],
+    "EmailAddress": ["bad", "", "c@x.io", "d@x.io", "x", "e@x.io", "f@x.io", "g@x.io"],
+    "CustomerStage": ["VIP", "New", "New", "New", "Loyal", "New", "x", "New"],
+    "TotalOrders": ["-1", "1", "1", "1", "-5", "1", "1", "1"],
+    "OptIn": ["Yes"] + ["True"] * 7,
+}
+
+
+@pytest.mark.parametrize("broken", [lambda df: df, lambda df: df.drop("opt_in").with_columns(
+    pl.col("total_orders").cast(pl.String))], ids=["row_failures", "schema_failures"])
+def test_batches_report_exactly_what_one_pandera_run_reports(broken) -> None:
+    """The gate runs pandera per batch and flags repeated keys itself: same cases, same order, same rows."""
+    df = broken(frame(8, **MANY_FAILURES))
+    whole = validate(df, CONTRACT)
+    assert whole.failure_cases.equals(_pandera_cases(df))
+    gate = Gate(CONTRACT, repeated_values(df, CONTRACT))
+    valid: list[pl.DataFrame] = []
+    quarantined: list[pl.DataFrame] = []
+    summary = gate_batches((df.slice(i, 3) for i in range(0, df.height, 3)), gate, valid.append, quarantined.append)
+    assert summary.failure_cases.equals(whole.failure_cases)
+    assert (summary.failing_rows, summary.rows_checked, summary.blocking_schema_errors) == (
+        whole.failing_rows, whole.rows_checked, whole.blocking_schema_errors)
+    assert pl.concat(valid).equals(whole.valid) and pl.concat(quarantined).equals(whole.quarantined)
+
+
+def test_a_gate_needs_the_repeated_values_of_unique_columns() -> None:
+    with pytest.raises(ValueError, match="contact_key"):
+        Gate(CONTRACT, {})

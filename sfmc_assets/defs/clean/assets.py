@@ -4,6 +4,9 @@ Validate, then write: the contract runs on the partition just produced, and when
 is recorded, nothing is written and the step fails, so nothing downstream of it runs (in a single
 materialisation and in every run of a backfill). With a quarantine tolerance, failing rows go to the
 quarantine table with their reasons and the valid rows go on.
+
+The day streams through in batches (`CLEAN_BATCH_ROWS`): each batch is cleaned, gated and appended to a
+temporary partition file, which becomes the partition only once the whole day has passed the gate.
 """
 
 import time
@@ -18,10 +21,11 @@ from sfmc_assets.defs.partitions import daily_partitions, partitioned_check
 from sfmc_assets.defs.ranges import DayResult, report
 from sfmc_assets.lib.config import DataExtensionConfig, ProjectConfig
 from sfmc_assets.lib.extract import Window
+from sfmc_assets.lib.lake import ParquetLake, PartitionWriter
 from sfmc_assets.lib.metadata import PII_ROLES, preview
 from sfmc_assets.lib.schemas import MODELS, contract
-from sfmc_assets.lib.transforms import clean
-from sfmc_assets.lib.validation import GateResult, validate
+from sfmc_assets.lib.transforms import CLEAN_BATCH_ROWS, CleanPlan, batches, plan_clean
+from sfmc_assets.lib.validation import REJECTION_REASONS, Gate, GateSummary, gate_batches
 from sfmc_assets.resources import LakeResource
 
 CLEAN_GROUP = "sfmc_clean"
@@ -58,7 +62,7 @@ def _column_schema(de: DataExtensionConfig) -> dg.TableSchema:
     )
 
 
-def _gate_metadata(gate: GateResult, tolerance: float) -> dict[str, object]:
+def _gate_metadata(gate: GateSummary, tolerance: float) -> dict[str, object]:
     with pl.Config(tbl_formatting="ASCII_MARKDOWN", tbl_hide_column_data_types=True,
                    tbl_hide_dataframe_shape=True, tbl_rows=20, fmt_str_lengths=60):
         sample = str(gate.sample(20)) if gate.failing_rows or gate.blocking_schema_errors else "_(none)_"
@@ -74,19 +78,21 @@ def _gate_metadata(gate: GateResult, tolerance: float) -> dict[str, object]:
 
 
 def _known_contacts_check(
-    frame: pl.DataFrame, contacts: DataExtensionConfig, lake: LakeResource, partitions: list[str], key: dg.AssetKey
+    frame: pl.LazyFrame, contacts: DataExtensionConfig, lake: LakeResource, partitions: list[str], key: dg.AssetKey
 ) -> dg.AssetCheckResult:
     """WARN when events name contacts that no contacts partition up to this day holds."""
     store = lake.lake()
     path = clean_key(contacts).path
     known = [store.scan(path, p).select("contact_key") for p in partitions if store.exists(path, p)]
     keys = pl.concat(known).unique().collect() if known else pl.DataFrame(schema={"contact_key": pl.String})
-    unknown = frame.join(keys, on="contact_key", how="anti")["contact_key"].unique()
+    unknown = frame.join(keys.lazy(), on="contact_key", how="anti").select(pl.col("contact_key").unique()) \
+        .collect()["contact_key"]
+    events = frame.select(pl.len()).collect().item()
     return dg.AssetCheckResult(
         asset_key=key, check_name=KNOWN_CONTACTS_CHECK, passed=unknown.len() == 0,
         severity=dg.AssetCheckSeverity.WARN,
         description=f"{unknown.len()} contact key(s) not found in {contacts.name} up to this day",
-        metadata={"unknown_contacts": unknown.len(), "events_checked": frame.height,
+        metadata={"unknown_contacts": unknown.len(), "events_checked": events,
                   "contacts_partitions_read": len(known)},
     )
 
@@ -140,6 +146,34 @@ def build_clean_asset(de: DataExtensionConfig, config: ProjectConfig) -> dg.Asse
     return _clean
 
 
+def clean_and_gate(store: ParquetLake, de: DataExtensionConfig, partition: str,
+                   batch_rows: int = CLEAN_BATCH_ROWS) -> tuple[CleanPlan, GateSummary, PartitionWriter]:
+    """Clean and gate one day batch by batch; returns the valid rows' writer, not yet committed.
+
+    Failing rows are written to the quarantine partition (replaced, or removed when none fail) whatever
+    the decision; the caller commits the valid rows only if the gate lets them through.
+    """
+    window = Window.day(partition)
+    plan = plan_clean(store.scan(raw_key(de).path, partition), de, as_of=window.end)
+    gate = Gate(contract(de.kind_def, window.start, window.end), {de.kind_def.key_role: plan.conflicting_keys})
+    schema = plan.frame.collect_schema()
+    valid = PartitionWriter(store.path(clean_key(de).path, partition), schema)
+    quarantined = PartitionWriter(store.path(quarantine_key(de), partition),
+                                  pl.Schema({**schema, REJECTION_REASONS: pl.String()}))
+    try:
+        summary = gate_batches(batches(plan.frame, batch_rows), gate, valid.write, quarantined.write)
+    except BaseException:
+        valid.abort()
+        quarantined.abort()
+        raise
+    if summary.failing_rows:
+        quarantined.commit()
+    else:
+        quarantined.abort()
+        store.delete(quarantine_key(de), partition)
+    return plan, summary, valid
+
+
 def _clean_day(
     partition: str,
     de: DataExtensionConfig,
@@ -152,18 +186,14 @@ def _clean_day(
     key = clean_key(de)
     window = Window.day(partition)
     store = lake.lake()
-    raw = store.scan(raw_key(de).path, partition)
-    raw_rows = raw.select(pl.len()).collect().item()
-    cleaned = clean(raw, de, as_of=window.end)
-    gate = validate(cleaned.frame, contract(de.kind_def, window.start, window.end))
+    raw_rows = store.scan(raw_key(de).path, partition).select(pl.len()).collect().item()
+    plan, gate, valid = clean_and_gate(store, de, partition)
     gate_md = _gate_metadata(gate, de.quarantine_tolerance)
     if gate.failing_rows:
-        store.write(gate.quarantined, quarantine_key(de), partition)
         gate_md["quarantine_uri"] = str(store.path(quarantine_key(de), partition))
-    else:
-        store.delete(quarantine_key(de), partition)
     rules = ", ".join(f"{rule} ({n})" for rule, n in list(gate.failures_by_rule().items())[:5])
     if not gate.within(de.quarantine_tolerance):
+        valid.abort()
         return DayResult(
             partition,
             checks=[dg.AssetCheckResult(check_name=CONTRACT_CHECK, passed=False, metadata=gate_md,
@@ -175,31 +205,34 @@ def _clean_day(
                 "Nothing was written; downstream assets do not run for this partition."
             ),
         )
-    path = store.write(gate.valid, key.path, partition)
-    accounted = gate.valid.height + gate.failing_rows + cleaned.removed
+    path = valid.commit()
+    clean_rows = gate.rows_checked - gate.failing_rows
+    accounted = clean_rows + gate.failing_rows + plan.removed
     checks = [
         dg.AssetCheckResult(check_name=CONTRACT_CHECK, passed=True, metadata=gate_md,
-                            description=f"{gate.valid.height} rows pass; {gate.failing_rows} quarantined"),
+                            description=f"{clean_rows} rows pass; {gate.failing_rows} quarantined"),
         dg.AssetCheckResult(
             check_name=RECONCILE_CHECK, passed=accounted == raw_rows,
-            metadata={"raw_rows": raw_rows, "clean_rows": gate.valid.height, "quarantined": gate.failing_rows,
-                      "duplicates_removed": cleaned.removed, "unaccounted": raw_rows - accounted},
-            description=f"{raw_rows} raw = {gate.valid.height} clean + {gate.failing_rows} quarantined + "
-                        f"{cleaned.removed} duplicates" if accounted == raw_rows
+            metadata={"raw_rows": raw_rows, "clean_rows": clean_rows, "quarantined": gate.failing_rows,
+                      "duplicates_removed": plan.removed, "unaccounted": raw_rows - accounted},
+            description=f"{raw_rows} raw = {clean_rows} clean + {gate.failing_rows} quarantined + "
+                        f"{plan.removed} duplicates" if accounted == raw_rows
                         else f"{raw_rows - accounted} raw rows are unaccounted for",
         ),
     ]
+    written = store.scan(key.path, partition)
     if contacts is not None and de.kind != "contacts":
         checks.append(_known_contacts_check(
-            gate.valid, contacts, lake, partitions_def.get_partition_keys(current_time=window.end), key))
+            written, contacts, lake, partitions_def.get_partition_keys(current_time=window.end), key))
+    head = written.head(5).collect()
     return DayResult(
         partition,
         metadata={
-            "dagster/partition_row_count": gate.valid.height,
+            "dagster/partition_row_count": clean_rows,
             "dagster/uri": str(path),
-            "preview": preview(gate.valid, [r for r in PII_ROLES if r in gate.valid.columns]),
-            "rows_in": cleaned.frame.height + cleaned.removed,
-            "duplicates_removed": cleaned.removed,
+            "preview": preview(head, [r for r in PII_ROLES if r in head.columns]),
+            "rows_in": gate.rows_checked + plan.removed,
+            "duplicates_removed": plan.removed,
             "rows_quarantined": gate.failing_rows,
             "duration_s": round(time.monotonic() - started, 3),
         },
