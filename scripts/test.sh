@@ -18,5 +18,19 @@ echo "== dagster definitions validate"
 echo "== postgres (throw-away server for sfmc_assets_tests/postgres; Debian's package, installed if missing)"
 PG_ENV="$(bash scripts/ci/postgres.sh start "$PG_DIR")"
 eval "$PG_ENV"
-echo "== pytest"
-"$BIN/pytest" -n "${PYTEST_WORKERS:-2}" "$@"
+echo "== chromium (Debian's package, for the browser test; installed if missing)"
+bash scripts/ci/chromium.sh
+export SFMC_REQUIRE_BROWSER=1   # here a missing browser fails the browser test instead of skipping it
+# CI's screenshots go to the run's home; docs/screenshots/ changes only when a developer runs the test.
+export SFMC_SCREENSHOTS_DIR="${SFMC_SCREENSHOTS_DIR:-$SFMC_ASSETS_HOME/screenshots}"
+if [ "$#" -gt 0 ]; then
+  # Arguments (paths, -k, ...) go to one pytest run as they are.
+  echo "== pytest $*"
+  "$BIN/pytest" -n "${PYTEST_WORKERS:-2}" "$@"
+  exit 0
+fi
+echo "== pytest (parallel)"
+"$BIN/pytest" -n "${PYTEST_WORKERS:-2}" --ignore=sfmc_assets_tests/browser
+# Alone afterwards: the UI test drives dagster dev + Chromium and needs the 2 cores to itself.
+echo "== pytest: the Dagster UI in Chromium"
+"$BIN/pytest" sfmc_assets_tests/browser
