@@ -18,7 +18,7 @@ FULL: dict[str, Callable[[], dict[str, object]]] = {
     "extract_latency": lambda: extract_latency.run(rows=1_000_000, latency_ms=250),
     "memory": lambda: memory.run(memory.SIZES),
     "validation_share": lambda: validation_share.run(rows=1_000_000),
-    "backfill": lambda: backfill.run(days=90, sample=10),
+    "backfill": lambda: backfill.run(days=90, sample=5),
     "publish": lambda: publish.run(rows=1_000_000, repeats=1),
 }
 SMOKE: dict[str, Callable[[], dict[str, object]]] = {
