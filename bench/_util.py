@@ -24,30 +24,45 @@ def machine() -> dict[str, object]:
 
 
 @contextmanager
-def sandbox_process(rows: dict[str, int], start: str, end: str,
-                    state_dir: Path | None = None) -> Iterator[dict[str, object]]:
-    """A Marketing Cloud sandbox in its own process (so it does not share the client's GIL).
+def _serve(extra_args: list[str], discovery_name: str, state_dir: Path | None,
+           timeout_s: float) -> Iterator[dict[str, object]]:
+    """`python -m sfmc_assets.sandboxes serve` in its own process (so it does not share the client's GIL).
 
     Yields its discovery file's content plus `sandbox_pid`, so a scenario can see the sandbox's CPU time.
     """
     with tempfile.TemporaryDirectory(prefix="sfmc_bench_") as tmp:
         state = state_dir or Path(tmp)
-        args = [sys.executable, "-m", "sfmc_assets.sandboxes", "serve", "--state-dir", str(state),
-                "--no-experience-platform", "--start", start, "--end", end]
-        for key, n in rows.items():
-            args += ["--rows", f"{key}={n}"]
+        args = [sys.executable, "-m", "sfmc_assets.sandboxes", "serve", "--state-dir", str(state), *extra_args]
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
-        discovery = state / "marketing_cloud.json"
+        discovery = state / discovery_name
         try:
-            deadline = time.monotonic() + 600
+            deadline = time.monotonic() + timeout_s
             while not discovery.exists():
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the sandbox did not start")
+                    raise RuntimeError(f"the sandbox did not start ({discovery_name})")
                 time.sleep(0.2)
             yield {**json.loads(discovery.read_text()), "sandbox_pid": proc.pid}
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+
+
+@contextmanager
+def sandbox_process(rows: dict[str, int], start: str, end: str,
+                    state_dir: Path | None = None) -> Iterator[dict[str, object]]:
+    """The Marketing Cloud sandbox alone, with `rows` per data extension key over [start, end)."""
+    args = ["--no-experience-platform", "--start", start, "--end", end]
+    for key, n in rows.items():
+        args += ["--rows", f"{key}={n}"]
+    with _serve(args, "marketing_cloud.json", state_dir, timeout_s=600) as discovery:
+        yield discovery
+
+
+@contextmanager
+def experience_platform_process() -> Iterator[dict[str, object]]:
+    """The Experience Platform sandbox alone."""
+    with _serve(["--no-marketing-cloud"], "experience_platform.json", None, timeout_s=120) as discovery:
+        yield discovery
 
 
 def run_worker(module: str, payload: dict[str, object]) -> dict[str, object]:

@@ -13,36 +13,8 @@ the client's.
 """
 
 import argparse
-import json
-import subprocess
-import sys
-import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
-from bench._util import machine, run_worker, save
-
-
-@contextmanager
-def experience_platform_process() -> Iterator[dict[str, object]]:
-    """The Experience Platform sandbox alone, in its own process (it does not share the client's GIL)."""
-    with tempfile.TemporaryDirectory(prefix="aep_bench_") as tmp:
-        args = [sys.executable, "-m", "sfmc_assets.sandboxes", "serve", "--state-dir", tmp,
-                "--no-marketing-cloud"]
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
-        discovery = Path(tmp) / "experience_platform.json"
-        try:
-            deadline = time.monotonic() + 120
-            while not discovery.exists():
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the Experience Platform sandbox did not start")
-                time.sleep(0.2)
-            yield json.loads(discovery.read_text())
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+from bench._util import experience_platform_process, machine, run_worker, save
 
 
 def run(rows: int = 1_000_000, repeats: int = 2) -> dict[str, object]:
