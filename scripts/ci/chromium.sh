@@ -3,7 +3,7 @@
 # already there. Playwright drives this binary through `executable_path`; `playwright install` (a browser
 # download) is never run. Idempotent; needs root (or sudo) and apt.
 set -euo pipefail
-CHROMIUM="${CHROMIUM_PATH:-/usr/bin/chromium}"
+CHROMIUM="${SFMC_CHROMIUM:-/usr/bin/chromium}"
 if [ -x "$CHROMIUM" ]; then
   exit 0
 fi
