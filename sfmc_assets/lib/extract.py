@@ -23,6 +23,9 @@ from sfmc_assets.lib.marketing_cloud.rowset import RowsetReader, discover_fields
 from sfmc_assets.lib.marketing_cloud.types import frame_schema, polars_dtype
 
 _LITERAL = "%Y-%m-%dT%H:%M:%S"
+#: Pages are handed to the partition writer this many rows at a time: one Parquet write of eight
+#: 2,500-row pages costs about a quarter of the CPU of eight writes of one page (bench `extract`).
+WRITE_BATCH_ROWS = 20_000
 
 
 @dataclass(frozen=True)
@@ -133,8 +136,14 @@ def extract_window(
                               concurrency=concurrency, utc_offset_hours=utc_offset.total_seconds() / 3600)
         try:
             with open_writer(frame_schema(fields)) as writer:
+                batch: list[pl.DataFrame] = []
                 for page in reader.pages():
-                    writer.write(page)
+                    batch.append(page)
+                    if sum(p.height for p in batch) >= WRITE_BATCH_ROWS:
+                        writer.write(pl.concat(batch))
+                        batch = []
+                if batch:
+                    writer.write(pl.concat(batch))
         except InconsistentReadError as exc:
             last_error = exc
             client.log.warning("%s: %s; reading the window again (attempt %d of %d)",

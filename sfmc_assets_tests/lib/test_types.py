@@ -65,3 +65,22 @@ def test_values_that_do_not_parse_are_named_not_raised() -> None:
 def test_booleans_tolerate_case_and_stray_whitespace() -> None:
     out = _typed(OptIn=["True", " false", "TRUE ", "1", "0"])
     assert out["OptIn"].to_list() == [True, False, True, True, False]
+
+
+def test_the_cached_conversion_follows_the_offset_and_the_fields() -> None:
+    """`typed_frame` builds its expressions once per (fields, offset): a different offset or field list
+    must not reuse another's."""
+    when = FieldSpec(name="When", type="Date")
+    page = pl.DataFrame({"When": ["6/23/2024 12:00:00 AM"]})
+    assert typed_frame(page, (when,), -6.0)["When"][0] == dt.datetime(2024, 6, 23, 6, 0, tzinfo=UTC)
+    assert typed_frame(page, (when,), 2.0)["When"][0] == dt.datetime(2024, 6, 22, 22, 0, tzinfo=UTC)
+    as_text = typed_frame(page, (FieldSpec(name="When", type="Text"),), -6.0)
+    assert as_text["When"][0] == "6/23/2024 12:00:00 AM" and as_text[PARSE_ERRORS][0] is None
+
+
+def test_the_utc_range_bounds_are_exact() -> None:
+    """9999-12-31 23:59:59 UTC is the last value Python holds: it parses; one second later is an error."""
+    out = _typed(When=["12/31/9999 5:59:59 PM", "12/31/9999 6:00:00 PM", "1/1/0001 12:00:00 AM"])
+    assert out["When"].to_list()[:2] == [dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC), None]
+    assert out[PARSE_ERRORS].to_list()[:2] == [None, "When: '12/31/9999 6:00:00 PM' is not a valid Date"]
+    assert out["When"][2] == dt.datetime(1, 1, 1, 6, 0, tzinfo=UTC)
