@@ -271,12 +271,14 @@ class RowsetReader:
         if not token:
             raise InconsistentReadError("first page has more pages but no requestToken",
                                         data_extension=self.key)
+        # `concurrency` threads, so at most that many requests in flight; twice as many pages queued, so
+        # the threads keep fetching while the caller is busy with earlier pages (a Parquet write).
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=f"rowset-{self.key}")
         pending: deque[tuple[int, Future[tuple[RawPage, pl.DataFrame | None]]]] = deque()
         next_page = 2
         try:
             while pending or next_page <= n_pages:
-                while next_page <= n_pages and len(pending) < self.concurrency:
+                while next_page <= n_pages and len(pending) < 2 * self.concurrency:
                     pending.append((next_page, pool.submit(self._page, token, next_page, n_pages, count,
                                                            page_size)))
                     next_page += 1
