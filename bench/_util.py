@@ -7,7 +7,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -65,9 +65,9 @@ def experience_platform_process() -> Iterator[dict[str, object]]:
         yield discovery
 
 
-def run_worker(module: str, payload: dict[str, object]) -> dict[str, object]:
-    """Run `python -m <module>` with a JSON payload on stdin; it prints one JSON result line."""
-    out = subprocess.run([sys.executable, "-m", module], input=json.dumps(payload), capture_output=True,
+def run_worker(module: str, payload: dict[str, object], args: Sequence[str] = ()) -> dict[str, object]:
+    """Run `python -m <module> [args]` with a JSON payload on stdin; it prints one JSON result line."""
+    out = subprocess.run([sys.executable, "-m", module, *args], input=json.dumps(payload), capture_output=True,
                          text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"{module} failed:\n{out.stderr[-4000:]}")
