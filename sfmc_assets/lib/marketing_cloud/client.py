@@ -93,7 +93,8 @@ def _error_fields(body: Any, *secrets: str | None) -> tuple[str | None, Any]:
     return text, body.get("errorcode", body.get("error"))
 
 
-def _json_object(content: bytes) -> dict[str, Any]:
+def json_object(content: bytes) -> dict[str, Any]:
+    """A body that must be a JSON object; anything else is a `MalformedBodyError` (retried)."""
     try:
         body = orjson.loads(content)
     except orjson.JSONDecodeError:
@@ -259,7 +260,7 @@ class MarketingCloudClient:
     def get_json(self, path: str, params: Mapping[str, Any] | None = None, *,
                  data_extension: str | None = None) -> dict[str, Any]:
         """GET a REST path (relative to the REST base, e.g. `data/v1/...`) and decode its JSON body."""
-        return self.get_parsed(path, params, _json_object, data_extension=data_extension)
+        return self.get_parsed(path, params, json_object, data_extension=data_extension)
 
     def get_parsed(self, path: str, params: Mapping[str, Any] | None, parse: Callable[[bytes], T], *,
                    data_extension: str | None = None) -> T:

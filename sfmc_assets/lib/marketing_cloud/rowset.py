@@ -27,7 +27,7 @@ import orjson
 import polars as pl
 
 from sfmc_assets.lib.config import FieldSpec
-from sfmc_assets.lib.marketing_cloud.client import MalformedBodyError, MarketingCloudClient
+from sfmc_assets.lib.marketing_cloud.client import MalformedBodyError, MarketingCloudClient, json_object
 from sfmc_assets.lib.marketing_cloud.errors import (
     DataExtensionNotFoundError,
     InconsistentReadError,
@@ -157,12 +157,7 @@ def _items_frame(frame: pl.DataFrame) -> pl.DataFrame | None:
 
 
 def _decode_with_orjson(content: bytes) -> RawPage:
-    try:
-        body = orjson.loads(content)
-    except orjson.JSONDecodeError:
-        body = None
-    if not isinstance(body, dict):
-        raise MalformedBodyError("are not a JSON object")
+    body = json_object(content)
     items = body.get("items") or []
     if not isinstance(items, list) or not all(isinstance(it, dict) for it in items):
         raise MalformedBodyError("are not a rowset page (items are not objects)")
