@@ -10,7 +10,8 @@ import uuid
 import polars as pl
 
 from sfmc_assets.lib.canonical import MONEY, UTC_DATETIME
-from sfmc_assets.lib.experience_platform import ExperiencePlatformClient, RetrySettings
+from sfmc_assets.lib.config import load_config
+from sfmc_assets.lib.experience_platform import ExperiencePlatformClient, RetrySettings, XdmMapping
 from sfmc_assets.sandboxes.experience_platform import ExperiencePlatformSandbox
 
 FAST_RETRY = RetrySettings(max_attempts=4, max_total_s=10.0, backoff_initial_s=0.02, backoff_max_s=0.2,
@@ -24,6 +25,12 @@ def make_client(sandbox: ExperiencePlatformSandbox, **overrides: object) -> Expe
     kwargs = {k: info.pop(k) for k in ("retry", "max_file_bytes", "logger") if k in info}
     kwargs.setdefault("retry", FAST_RETRY)
     return ExperiencePlatformClient.from_discovery(info, **kwargs)
+
+
+def configured_mappings() -> dict[str, XdmMapping]:
+    """The bundled configuration's XDM mappings (`aep:` in data_extensions.yaml), keyed by kind: the tests
+    map with exactly what the assets publish with."""
+    return {de.kind: de.aep for de in load_config().data_extensions if de.aep is not None}
 
 
 def unique_label(prefix: str) -> str:

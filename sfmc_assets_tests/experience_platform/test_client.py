@@ -25,7 +25,6 @@ from sfmc_assets.lib.experience_platform import (
     ExperiencePlatformError,
     FileTooLargeError,
     RetrySettings,
-    default_mappings,
     to_parquet_bytes,
     to_xdm,
 )
@@ -33,13 +32,14 @@ from sfmc_assets.sandboxes.experience_platform import ExperiencePlatformSandbox,
 from sfmc_assets_tests.experience_platform.support import (
     FAST_WAIT,
     activities_frame,
+    configured_mappings,
     contacts_frame,
     engagement_frame,
     make_client,
     unique_label,
 )
 
-MAPPINGS = default_mappings()
+MAPPINGS = configured_mappings()
 CONTACTS = MAPPINGS["contacts"].dataset
 ENGAGEMENT = MAPPINGS["engagement"].dataset
 

@@ -1,4 +1,4 @@
-"""The XDM mapping: defaults fit the sandbox schemas, nulls are omitted, `_id`s are deterministic.
+"""The XDM mapping: the configured mappings fit the sandbox schemas, nulls are omitted, `_id`s are deterministic.
 
 Records are checked with the sandbox's own validator on the Parquet bytes we produce, i.e. exactly what
 batch promotion would decide, without the HTTP round trip (the client tests do that part).
@@ -17,14 +17,18 @@ from sfmc_assets.lib.experience_platform import (
     XdmMapping,
     XdmMappingError,
     column_lineage,
-    default_mappings,
     to_parquet_bytes,
     to_xdm,
 )
 from sfmc_assets.lib.experience_platform.xdm import XDM_ID_NAMESPACE, _record_ids
 from sfmc_assets.sandboxes.experience_platform import SEED_DATASETS, schema_field_paths
 from sfmc_assets.sandboxes.experience_platform.schemas import Validator
-from sfmc_assets_tests.experience_platform.support import activities_frame, contacts_frame, engagement_frame
+from sfmc_assets_tests.experience_platform.support import (
+    activities_frame,
+    configured_mappings,
+    contacts_frame,
+    engagement_frame,
+)
 
 SEEDS = {s.key: s for s in SEED_DATASETS}
 FRAMES = {"contacts": contacts_frame, "engagement": engagement_frame, "activities": activities_frame}
@@ -35,8 +39,8 @@ def _parquet_rows(frame: pl.DataFrame) -> list[dict]:
 
 
 def _validated(kind: str) -> list[dict]:
-    """Map the kind's frame with the default mapping and validate every Parquet row like the sandbox does."""
-    mapping = default_mappings()[kind]
+    """Map the kind's frame with the configured mapping and validate every Parquet row like the sandbox does."""
+    mapping = configured_mappings()[kind]
     validator = Validator(SEEDS[kind].schema, require_primary_identity=True)
     out = []
     for row in _parquet_rows(to_xdm(FRAMES[kind](), mapping)):
@@ -47,8 +51,8 @@ def _validated(kind: str) -> list[dict]:
 
 
 @pytest.mark.parametrize("kind", ["contacts", "engagement", "activities"])
-def test_default_mappings_target_the_seeded_datasets_and_their_fields(kind: str) -> None:
-    mapping = default_mappings()[kind]
+def test_configured_mappings_target_the_seeded_datasets_and_their_fields(kind: str) -> None:
+    mapping = configured_mappings()[kind]
     assert mapping.dataset == SEEDS[kind].id
     paths = schema_field_paths(SEEDS[kind].schema)
     for xdm_path in column_lineage(mapping):
@@ -79,14 +83,14 @@ def test_contacts_records_omit_nulls_and_keep_values() -> None:
 
 
 def test_null_struct_is_null_in_parquet_not_a_struct_of_nulls() -> None:
-    rows = _parquet_rows(to_xdm(contacts_frame(), default_mappings()["contacts"]))
+    rows = _parquet_rows(to_xdm(contacts_frame(), configured_mappings()["contacts"]))
     assert rows[1]["person"] is None
-    schema = pq.read_schema(io.BytesIO(to_parquet_bytes(to_xdm(contacts_frame(), default_mappings()["contacts"]))))
+    schema = pq.read_schema(io.BytesIO(to_parquet_bytes(to_xdm(contacts_frame(), configured_mappings()["contacts"]))))
     assert str(schema.field("identityMap").type).startswith("map<")
 
 
 def test_events_have_deterministic_ids_timestamps_and_event_types() -> None:
-    mapping = default_mappings()["engagement"]
+    mapping = configured_mappings()["engagement"]
     first, second = to_xdm(engagement_frame(), mapping), to_xdm(engagement_frame(), mapping)
     assert first["_id"].to_list() == second["_id"].to_list()
     expected = str(uuid.uuid5(XDM_ID_NAMESPACE, f"{mapping.dataset}\x1fe-0"))
@@ -123,7 +127,7 @@ def test_activities_fill_web_and_commerce_only_where_they_apply() -> None:
 
 
 def test_unmapped_event_value_missing_column_and_null_key_are_errors() -> None:
-    mapping = default_mappings()["engagement"]
+    mapping = configured_mappings()["engagement"]
     with pytest.raises(XdmMappingError, match=r"values \['forward'\] have no eventType"):
         to_xdm(engagement_frame().with_columns(pl.lit("forward").alias("action")), mapping)
     with pytest.raises(XdmMappingError, match=r"\['link_url'\]"):
@@ -152,20 +156,15 @@ def test_mapping_rules() -> None:
 
 @pytest.mark.parametrize("kind", ["contacts", "engagement", "activities"])
 def test_mappings_round_trip_through_yaml(kind: str) -> None:
-    mapping = default_mappings()[kind]
+    mapping = configured_mappings()[kind]
     text = yaml.safe_dump({"aep": mapping.model_dump(mode="json", exclude_defaults=True)}, sort_keys=False)
     assert XdmMapping.model_validate(yaml.safe_load(text)["aep"]) == mapping
 
 
 def test_column_lineage() -> None:
-    lineage = column_lineage(default_mappings()["contacts"])
+    lineage = column_lineage(configured_mappings()["contacts"])
     assert lineage["person.name.firstName"] == ["first_name"]
     assert lineage["identityMap.Email"] == ["email"]
     assert lineage["_id"] == ["contact_key"]
     assert lineage["_sfmcsandbox.lifecycle.lifetimeValue"] == ["lifetime_value"]
 
-
-def test_default_mappings_accept_other_ids_and_tenant() -> None:
-    mapping = default_mappings({"contacts": "abc"}, tenant_id="acme")["contacts"]
-    assert mapping.dataset == "abc"
-    assert "_acme.lifecycle.stage" in mapping.fields

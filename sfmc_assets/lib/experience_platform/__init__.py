@@ -28,7 +28,6 @@ from sfmc_assets.lib.experience_platform.xdm import (
     XdmMapping,
     XdmMappingError,
     column_lineage,
-    default_mappings,
     to_parquet_bytes,
     to_xdm,
 )
@@ -53,7 +52,6 @@ __all__ = [
     "XdmMapping",
     "XdmMappingError",
     "column_lineage",
-    "default_mappings",
     "to_parquet_bytes",
     "to_xdm",
 ]
