@@ -4,6 +4,10 @@ The run is `dagster asset materialize` in its own process group (what a launcher
 sandboxes over HTTP. After the kill: no partial partition is visible (files appear only complete, and no
 materialisation was recorded); the rerun completes, and Experience Platform holds exactly one live batch
 for the day (a batch the killed run left processing is aborted before the new one is created).
+
+Also here, because it needs separate processes too: two runs publishing the same day at once (runs the
+instance's tag limits do not queue, e.g. a one-day run inside a running backfill) take turns on the day's
+lock (`defs/locks.py`), so the second replaces the first's batch instead of racing it.
 """
 
 import json
@@ -43,11 +47,12 @@ class World:
         return {**os.environ, "SFMC_ASSETS_HOME": str(self.home), "DAGSTER_HOME": str(self.home / "dagster_home"),
                 "SFMC_ASSETS_EXECUTOR": "in_process"}
 
-    def start_run(self) -> subprocess.Popen:
+    def start_run(self, select: str = SELECT, log: Path | None = None) -> subprocess.Popen:
+        out = log.open("w") if log else subprocess.DEVNULL
         return subprocess.Popen(
-            [str(BIN / "dagster"), "asset", "materialize", "-m", "sfmc_assets.definitions", "--select", SELECT,
-             "--partition", PARTITION], cwd=REPO, env=self.env(), stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, start_new_session=True)
+            [str(BIN / "dagster"), "asset", "materialize", "-m", "sfmc_assets.definitions", "--select", select,
+             "--partition", PARTITION], cwd=REPO, env=self.env(), stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True)
 
     def rerun(self) -> None:
         out = subprocess.run(
@@ -124,3 +129,21 @@ def test_killed_mid_publish(world: World) -> None:
     window = Window.day(PARTITION)
     truth = world.mc.ground_truth("Campaign_Engagement", window.start, window.end)
     assert live[0]["metrics"]["outputRecordCount"] == truth.height
+
+
+def test_two_runs_publishing_the_same_day_at_once_leave_one_live_batch(world: World) -> None:
+    world.aep.processing_delay_s = 0.1
+    world.rerun()  # the day extracted, cleaned and published once
+    world.aep.processing_delay_s = 3.0  # a publish now takes > 3 s: a wide window for the two to race in
+    logs = [world.home / f"publish_{i}.log" for i in range(2)]
+    runs = [world.start_run("key:aep/campaigns", log) for log in logs]
+    for run, log in zip(runs, logs, strict=True):
+        assert run.wait(timeout=300) == 0, log.read_text()[-3000:]
+    batches = sorted((b for b in world.aep.batches() if f"campaigns/{PARTITION}" in str(b.get("tags"))),
+                     key=lambda b: b["created"])
+    assert [b["status"] for b in batches] == ["inactive", "inactive", "success"], batches  # replaced, live
+    _, first, second = batches
+    assert second["created"] >= first["completed"], "two publishes of the same day overlapped"
+    assert second["predecessors"] == [first["id"]]  # the second replaced the first
+    assert [b["id"] for b in world.live_batches()] == [second["id"]]
+    assert any("waiting up to" in log.read_text() for log in logs)  # one of them did wait for the other

@@ -9,7 +9,7 @@ scripts/test.sh), which exports DAGSTER_PG_HOST/PORT/USER/PASSWORD/DB. Without t
 """
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -21,6 +21,7 @@ from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, Postgr
 from sfmc_assets.lib.config import ProjectConfig
 from sfmc_assets.sandboxes.marketing_cloud import MarketingCloudSandbox
 from sfmc_assets_tests.defs.conftest import make_materialize
+from sfmc_assets_tests.defs.lock_contract import CHECKS
 
 PARTITION = "2026-10-03"
 RAW = dg.AssetKey(["sfmc", "raw", "contacts"])
@@ -136,3 +137,11 @@ def test_materialization_is_stored_in_postgres(
         assert cur.fetchall() == [("SUCCEEDED",)]
     # No SQLite fallback anywhere in the instance's home.
     assert not [p for p in (tmp_path / "dagster_home").rglob("*.db")]
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
+def test_partition_lock_on_postgres(check: Callable[[dg.DagsterInstance], None],
+                                    pg_instance: dg.DagsterInstance) -> None:
+    """The day lock of publishing (defs/locks.py) as a PostgreSQL advisory lock, shared by every run."""
+    assert getattr(pg_instance.run_storage, "postgres_url", None)
+    check(pg_instance)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from sfmc_assets.defs.clean.assets import clean_key
+from sfmc_assets.defs.locks import PartitionBusyError, partition_lock
 from sfmc_assets.defs.partitions import daily_partitions, partitioned_check
 from sfmc_assets.defs.ranges import DayResult, report
 from sfmc_assets.lib.config import DataExtensionConfig, ProjectConfig
@@ -86,7 +87,8 @@ def build_publish_asset(de: DataExtensionConfig, config: ProjectConfig) -> dg.As
         context: dg.AssetExecutionContext, experience_platform: ExperiencePlatformResource, lake: LakeResource
     ) -> Iterator[dg.MaterializeResult]:
         client = experience_platform.get_client(context.log)
-        days = [_publish_day(p, de, mapping, client, experience_platform, lake) for p in context.partition_keys]
+        days = [_publish_day(p, de, mapping, client, experience_platform, lake, context)
+                for p in context.partition_keys]
         yield from report(context, publish_key(de), days)
 
     return _publish
@@ -99,16 +101,21 @@ def _publish_day(
     client: ExperiencePlatformClient,
     resource: ExperiencePlatformResource,
     lake: LakeResource,
+    context: dg.AssetExecutionContext,
 ) -> DayResult:
     started = time.monotonic()
     try:
         frame = lake.lake().read(clean_key(de).path, partition)
         records = to_xdm(frame, mapping)
-        result = client.publish(
-            mapping.dataset, to_parquet_bytes(records), label=label(de, partition),
-            deadline_s=resource.batch_deadline_s, poll_initial_s=resource.poll_initial_s,
-        )
-    except (ExperiencePlatformError, XdmMappingError, FileNotFoundError) as exc:
+        # One publish of a day at a time across runs (see defs/locks.py): a concurrent one could miss
+        # this one's batch and leave two live. Waits at most for one other publish to settle.
+        with partition_lock(context.instance, f"{publish_key(de).to_user_string()}/{partition}",
+                            timeout_s=2 * resource.batch_deadline_s + 60, log=context.log):
+            result = client.publish(
+                mapping.dataset, to_parquet_bytes(records), label=label(de, partition),
+                deadline_s=resource.batch_deadline_s, poll_initial_s=resource.poll_initial_s,
+            )
+    except (ExperiencePlatformError, XdmMappingError, FileNotFoundError, PartitionBusyError) as exc:
         return DayResult(partition, failure=(
             f"Publishing {de.name} (data extension {de.external_key}) partition {partition} to dataset "
             f"{mapping.dataset} failed: {exc}"

@@ -793,7 +793,8 @@ class ExperiencePlatformClient:
                         poll_max_s: float) -> None:
         """End the batches of `label` left unfinished by a run that died (killed mid-publish).
 
-        Runs of one partition do not overlap, so an unfinished batch with this label is an orphan; left
+        Publishes of one label never overlap (callers hold a lock per label: the asset's is in
+        `defs/locks.py`), so an unfinished batch with this label is an orphan; left
         alone it could go live next to the new one. It is aborted; where Platform refuses (whether ABORT is
         accepted once a batch is processing is UNCONFIRMED), we wait for its verdict, and a batch that went
         live becomes a predecessor of the new one like any other.
