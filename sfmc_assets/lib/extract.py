@@ -137,11 +137,13 @@ def extract_window(
         try:
             with open_writer(frame_schema(fields)) as writer:
                 batch: list[pl.DataFrame] = []
+                rows = 0
                 for page in reader.pages():
                     batch.append(page)
-                    if sum(p.height for p in batch) >= WRITE_BATCH_ROWS:
+                    rows += page.height
+                    if rows >= WRITE_BATCH_ROWS:
                         writer.write(pl.concat(batch))
-                        batch = []
+                        batch, rows = [], 0
                 if batch:
                     writer.write(pl.concat(batch))
         except InconsistentReadError as exc:

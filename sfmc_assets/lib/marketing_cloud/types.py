@@ -52,13 +52,14 @@ def empty_frame(fields: Sequence[FieldSpec]) -> pl.DataFrame:
 
 #: Prefix of the raw copies `typed_frame` keeps between its two steps (not a possible field name).
 _RAW = "\x00raw:"
-_TEXT_TYPES = ("Text", "EmailAddress", "Phone", "Locale")
+#: The field types whose values are parsed (and so can fail to parse); every other type stays text.
+_PARSED_TYPES = ("Number", "Decimal", "Boolean", "Date")
 
 
 def _value(spec: FieldSpec, utc_offset_hours: float) -> pl.Expr:
     """The typed value of one field, null when blank or not parseable."""
     raw = pl.col(spec.name)
-    if spec.type not in ("Number", "Decimal", "Boolean", "Date"):
+    if spec.type not in _PARSED_TYPES:
         return pl.when(raw == "").then(None).otherwise(raw).alias(spec.name)
     text = raw.str.strip_chars()
     if spec.type == "Number":
@@ -97,7 +98,7 @@ def _plan(fields: tuple[FieldSpec, ...], utc_offset_hours: float) -> tuple[list[
     the errors from those, so a value is parsed once (one `select` that names the parse in both the
     value and its error parses it twice).
     """
-    typed = [f for f in fields if f.type not in _TEXT_TYPES]
+    typed = [f for f in fields if f.type in _PARSED_TYPES]
     first = [_value(f, utc_offset_hours) for f in fields] + [pl.col(f.name).alias(_RAW + f.name) for f in typed]
     errors = [_error(f) for f in typed]
     if not errors:
