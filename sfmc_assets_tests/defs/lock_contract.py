@@ -2,6 +2,7 @@
 PostgreSQL one (postgres/test_postgres_instance.py)."""
 
 import threading
+import time
 
 import dagster as dg
 import pytest
@@ -27,7 +28,7 @@ def check_second_holder_waits_for_the_first(instance: dg.DagsterInstance) -> Non
         order.append("first in")
         held.set()
         second_waiting.wait()
-        threading.Event().wait(0.5)  # the second is now blocked on the lock, not yet past it
+        time.sleep(0.5)  # the second is now blocked on the lock, not yet past it
         order.append("first out")
     thread.join(timeout=30)
     assert order == ["first in", "first out", "second in"]
