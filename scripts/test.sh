@@ -20,6 +20,8 @@ PG_ENV="$(bash scripts/ci/postgres.sh start "$PG_DIR")"
 eval "$PG_ENV"
 echo "== chromium (Debian's package, for the browser test; installed if missing)"
 bash scripts/ci/chromium.sh
+# pytest's temp folders live in this run's home: concurrent runs never rotate each other's away.
+export PYTEST_ADDOPTS="--basetemp=$SFMC_ASSETS_HOME/pytest ${PYTEST_ADDOPTS:-}"
 export SFMC_REQUIRE_BROWSER=1   # here a missing browser fails the browser test instead of skipping it
 # CI's screenshots go to the run's home; docs/screenshots/ changes only when a developer runs the test.
 export SFMC_SCREENSHOTS_DIR="${SFMC_SCREENSHOTS_DIR:-$SFMC_ASSETS_HOME/screenshots}"
