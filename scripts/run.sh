@@ -35,6 +35,7 @@ fi
 echo
 echo "  Dagster UI: http://$HOST:$PORT   (state in $SFMC_ASSETS_HOME; Ctrl-C stops everything)"
 echo
-"$BIN/dagster" dev -w workspace.yaml -h "$HOST" -p "$PORT" &
+export VIRTUAL_ENV="$PWD/.venv"   # the project's venv: dg uses it for the code server
+"$BIN/dg" dev -h "$HOST" -p "$PORT" &
 pids+=($!)
 wait "${pids[-1]}"

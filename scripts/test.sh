@@ -8,12 +8,14 @@ SFMC_ASSETS_HOME="$(mktemp -d -t sfmc_assets_test.XXXXXX)"
 export SFMC_ASSETS_HOME
 export DAGSTER_HOME="$SFMC_ASSETS_HOME/dagster_home"
 mkdir -p "$DAGSTER_HOME"
+printf 'telemetry:\n  enabled: false\n' > "$DAGSTER_HOME/dagster.yaml"
 PG_DIR="$(mktemp -d -t sfmc_pg.XXXXXX)"   # its own dir: user postgres cannot enter $SFMC_ASSETS_HOME (mode 700)
 trap 'bash scripts/ci/postgres.sh stop "$PG_DIR" || true; rm -rf "$SFMC_ASSETS_HOME" "$PG_DIR"' EXIT
 
 echo "== ruff"
 "$BIN/ruff" check sfmc_assets sfmc_assets_tests bench
-echo "== dagster definitions validate"
+echo "== dg check defs (the project as dg loads it) and workspace.yaml (as dagster dev -w loads it)"
+VIRTUAL_ENV="$PWD/.venv" "$BIN/dg" check defs
 "$BIN/dagster" definitions validate -w workspace.yaml
 echo "== postgres (throw-away server for sfmc_assets_tests/postgres; Debian's package, installed if missing)"
 PG_ENV="$(bash scripts/ci/postgres.sh start "$PG_DIR")"

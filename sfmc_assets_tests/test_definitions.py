@@ -1,22 +1,35 @@
 """The code location loads, and its asset graph is what we mean it to be (snapshot)."""
 
 import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from sfmc_assets.definitions import build_definitions, defs
+from sfmc_assets.definitions import build_definitions
 from sfmc_assets.defs.schedules import partitions_to_run
 
+REPO = Path(__file__).resolve().parents[1]
 
-def test_definitions_load() -> None:
+
+@pytest.fixture(scope="module")
+def defs() -> dg.Definitions:
+    return build_definitions()
+
+
+def test_definitions_load(defs: dg.Definitions) -> None:
     dg.Definitions.validate_loadable(defs)
     assert defs.resolve_job_def("sfmc_daily_job")
     assert defs.resolve_schedule_def("sfmc_daily_job_schedule")
     assert defs.resolve_sensor_def("notify_on_run_failure")
 
 
-def test_asset_graph_snapshot(snapshot) -> None:
+def test_asset_graph_snapshot(defs: dg.Definitions, snapshot) -> None:
     graph = defs.resolve_asset_graph()
     summary = {}
     for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
@@ -38,7 +51,7 @@ def test_asset_graph_snapshot(snapshot) -> None:
     assert summary == snapshot
 
 
-def test_every_gate_is_blocking_and_every_asset_is_described() -> None:
+def test_every_gate_is_blocking_and_every_asset_is_described(defs: dg.Definitions) -> None:
     graph = defs.resolve_asset_graph()
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
@@ -60,7 +73,7 @@ def test_partitions_to_run(tick: dt.datetime, lookback: int, expected: list[str]
     assert partitions_to_run(tick, lookback) == expected
 
 
-def test_schedule_requests_yesterday_and_the_lookback() -> None:
+def test_schedule_requests_yesterday_and_the_lookback(defs: dg.Definitions) -> None:
     schedule = defs.resolve_schedule_def("sfmc_daily_job_schedule")
     assert schedule.cron_schedule == "0 2 * * *"
     with dg.instance_for_test() as instance:
@@ -83,6 +96,21 @@ def test_schedule_never_requests_partitions_before_the_start() -> None:
         )
         requests = schedule.evaluate_tick(context).run_requests
     assert [r.partition_key for r in requests] == ["2026-10-01"]
+
+
+def test_a_module_scaffolded_under_defs_is_loaded(tmp_path: Path) -> None:
+    """The project is dg-native: `dg scaffold defs` writes under `defs/` and `dg list defs` shows it."""
+    shutil.copytree(REPO / "sfmc_assets", tmp_path / "sfmc_assets", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "pyproject.toml", tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}  # the copy, not the installed package
+    dg_cli = str(Path(sys.executable).parent / "dg")
+    subprocess.run([dg_cli, "scaffold", "defs", "dagster.asset", "probe.py"], cwd=tmp_path, env=env,
+                   check=True, capture_output=True)
+    assert (tmp_path / "sfmc_assets" / "defs" / "probe.py").exists()
+    listed = subprocess.run([dg_cli, "list", "defs", "--json"], cwd=tmp_path, env=env, check=True,
+                            capture_output=True, text=True)
+    keys = {a["asset_key"] for a in json.loads(listed.stdout)["assets"]}
+    assert "probe" in keys and "sfmc/raw/contacts" in keys
 
 
 @pytest.mark.parametrize("name", ["dagster.dev.yaml", "dagster.prod.yaml"])

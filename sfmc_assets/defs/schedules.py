@@ -7,18 +7,27 @@ re-reading never duplicates.
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
 import dagster as dg
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+
+from sfmc_assets.defs.clean.assets import clean_key
+from sfmc_assets.defs.experience_platform.assets import publish_key
+from sfmc_assets.defs.marketing_cloud.assets import raw_key
+from sfmc_assets.defs.segments.assets import FEATURES_KEY, MEMBERSHIP_KEY
+from sfmc_assets.lib.config import ProjectConfig, current_config
 
 SCHEDULE_HOUR_UTC = 2
+#: What `define_asset_job` returns (its class is not part of Dagster's public API).
+AssetJob = Any
 
 
-def build_daily_job(name: str, selection: dg.AssetSelection) -> UnresolvedAssetJobDefinition:
+def build_daily_job(name: str, selection: dg.AssetSelection) -> AssetJob:
     return dg.define_asset_job(
         name,
         selection=selection,
-        description="Extract, clean and gate one UTC day of every configured data extension.",
+        description="One UTC day of every configured data extension: extract, clean and gate, publish, "
+        "and the segment tables.",
         tags={"domain": "marketing"},
     )
 
@@ -30,7 +39,7 @@ def partitions_to_run(scheduled: dt.datetime, lookback_days: int) -> list[str]:
 
 
 def build_daily_schedule(
-    job: UnresolvedAssetJobDefinition, lookback_days: int, first_partition: dt.date
+    job: AssetJob, lookback_days: int, first_partition: dt.date
 ) -> dg.ScheduleDefinition:
     @dg.schedule(
         name=f"{job.name}_schedule",
@@ -51,3 +60,29 @@ def build_daily_schedule(
         ]
 
     return _schedule
+
+
+def keys_by_start(config: ProjectConfig) -> dict[dt.date, list[dg.AssetKey]]:
+    """The daily assets grouped by first partition (a job holds assets of one partitions definition)."""
+    groups: dict[dt.date, list[dg.AssetKey]] = {}
+    for de in config.data_extensions:
+        keys = [raw_key(de), clean_key(de)] + ([publish_key(de)] if de.aep else [])
+        groups.setdefault(config.start_date_of(de), []).extend(keys)
+    if config.segments is not None:
+        feeding = (config.segments.contacts, config.segments.engagement, config.segments.activities)
+        start = max(config.start_date_of(config.data_extension(name)) for name in feeding)
+        groups.setdefault(start, []).extend([FEATURES_KEY, MEMBERSHIP_KEY])
+    return groups
+
+
+@dg.definitions
+def daily_jobs() -> dg.Definitions:
+    """`sfmc_daily_job` (and one more job per other start date), each with its 02:00 UTC schedule."""
+    config = current_config()
+    jobs, schedules = [], []
+    for start, keys in sorted(keys_by_start(config).items()):
+        name = "sfmc_daily_job" if not jobs else f"sfmc_daily_job_from_{start:%Y%m%d}"
+        job = build_daily_job(name, dg.AssetSelection.assets(*keys))
+        jobs.append(job)
+        schedules.append(build_daily_schedule(job, config.lookback_days, start))
+    return dg.Definitions(jobs=jobs, schedules=schedules)

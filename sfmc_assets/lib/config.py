@@ -9,7 +9,9 @@ definitions validate`, not a run at 2 a.m.
 
 import datetime as dt
 import re
-from functools import lru_cache
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Literal
 
@@ -251,11 +253,24 @@ def load_config(path: Path | None = None) -> ProjectConfig:
         raise ValueError(f"invalid data extension configuration {path}: {exc}") from exc
 
 
-@lru_cache(maxsize=8)
-def _cached(path: Path) -> ProjectConfig:
-    return load_config(path)
+_IN_FORCE: ContextVar[ProjectConfig | None] = ContextVar("sfmc_assets_config", default=None)
 
 
-def project_config() -> ProjectConfig:
-    """The configuration in force (cached per path)."""
-    return _cached(config_path())
+@contextmanager
+def config_in_force(config: ProjectConfig | None = None) -> Iterator[ProjectConfig]:
+    """Make `config` (default: the file's) the one `current_config()` returns while the block runs.
+
+    The definitions are loaded from the `defs/` folder, whose modules each build their part from the
+    configuration in force: one file read per load, and tests load the same folder with another
+    configuration.
+    """
+    token = _IN_FORCE.set(config or load_config())
+    try:
+        yield _IN_FORCE.get()  # type: ignore[misc]
+    finally:
+        _IN_FORCE.reset(token)
+
+
+def current_config() -> ProjectConfig:
+    """The configuration in force: the one set by `config_in_force`, else the file's."""
+    return _IN_FORCE.get() or load_config()

@@ -1,7 +1,7 @@
 """The Dagster UI end to end, in a real browser (Playwright driving Debian's Chromium, headless).
 
 It starts what README command 1 (`make run`) starts, the Marketing Cloud and Experience Platform
-sandboxes plus `dagster dev`, then clicks through the UI the way a user does:
+sandboxes plus `dg dev`, then clicks through the UI the way a user does:
 
 1. *Catalog* and *Lineage* (all groups expanded) show all 11 assets.
 2. *Materialize selected* → partition dialog: one day of the contacts chain succeeds with its checks.
@@ -91,7 +91,7 @@ def _browser_available() -> None:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DagsterStack, MarketingCloudSandbox]]:
-    """`make run`'s stack: both sandboxes (discovery files where `make run` writes them) + `dagster dev`."""
+    """`make run`'s stack: both sandboxes (discovery files where `make run` writes them) + `dg dev`."""
     home = tmp_path_factory.mktemp("ui_stack")
     mc = MarketingCloudSandbox(home / "mc_state", start=DATA_START, end=DATA_END,
                                rows={"Contacts_DE": 400, "Campaign_Engagement": 3000, "Web_Activities": 3000})
@@ -140,7 +140,7 @@ def step(pg: "Page", name: str, debug_dir: Path, dagster: DagsterStack) -> Itera
         except Exception as exc:  # a hung page must not hide the original error
             where = f"no screenshot ({exc!r})"
         print(f"step {name!r} failed after {time.monotonic() - started:.0f} s on {pg.url}; {where}; "
-              f"dagster dev log: {dagster.home / 'dagster_dev.log'}")
+              f"dg dev log: {dagster.home / 'dagster_dev.log'}")
         raise
     print(f"step {name!r} passed in {time.monotonic() - started:.0f} s")
 

@@ -1,4 +1,4 @@
-"""The stack `make run` starts (sandboxes + `dagster dev`), driven through Dagster's GraphQL API.
+"""The stack `make run` starts (sandboxes + `dg dev`), driven through Dagster's GraphQL API.
 
 The mutations are the ones the UI sends (`launchPartitionBackfill`, ...), so a test that uses them takes
 the same path as a user clicking *Materialize* / *Launch backfill*.
@@ -72,16 +72,16 @@ class DagsterStack:
 
 @contextmanager
 def dagster_dev(home: Path, env: dict[str, str] | None = None) -> Iterator[DagsterStack]:
-    """`dagster dev` (webserver + daemon) on a free port with `home` as SFMC_ASSETS_HOME."""
+    """`dg dev` (webserver + daemon, as `make run` starts it) on a free port with `home` as SFMC_ASSETS_HOME."""
     dagster_home = home / "dagster_home"
     dagster_home.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "deploy" / "dagster.dev.yaml", dagster_home / "dagster.yaml")
     port = free_port()
     proc_env = {**os.environ, "SFMC_ASSETS_HOME": str(home), "DAGSTER_HOME": str(dagster_home),
-                "SFMC_ASSETS_EXECUTOR": "in_process", **(env or {})}
+                "SFMC_ASSETS_EXECUTOR": "in_process", "VIRTUAL_ENV": str(BIN.parent), **(env or {})}
     log = (home / "dagster_dev.log").open("w")
     proc = subprocess.Popen(
-        [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        [str(BIN / "dg"), "dev", "-h", "127.0.0.1", "-p", str(port)],
         cwd=REPO, env=proc_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
@@ -89,7 +89,7 @@ def dagster_dev(home: Path, env: dict[str, str] | None = None) -> Iterator[Dagst
         deadline = time.monotonic() + 120
         while True:
             if proc.poll() is not None:
-                raise RuntimeError("dagster dev exited:\n" + (home / "dagster_dev.log").read_text()[-3000:])
+                raise RuntimeError("dg dev exited:\n" + (home / "dagster_dev.log").read_text()[-3000:])
             try:
                 if requests.get(f"{url}/server_info", timeout=2).ok:
                     stack = DagsterStack(url, home, proc)
@@ -98,7 +98,7 @@ def dagster_dev(home: Path, env: dict[str, str] | None = None) -> Iterator[Dagst
             except requests.ConnectionError:
                 pass
             if time.monotonic() > deadline:
-                raise TimeoutError("dagster dev did not start in 120 s")
+                raise TimeoutError("dg dev did not start in 120 s")
             time.sleep(0.5)
         yield stack
     finally:
