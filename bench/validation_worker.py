@@ -63,7 +63,8 @@ def raw_frame(rows: int) -> pl.DataFrame:
     return frame.select([pl.col(name).cast(dtype) for name, dtype in schema.items()])
 
 
-def _validate(parts: list[pl.DataFrame], schema: pa.DataFrameSchema, conflicts: pl.Series, key: str) -> GateSummary:
+def _validate(parts: list[pl.DataFrame], schema: pa.DataFrameSchema, conflicts: pl.DataFrame,
+              key: tuple[str, ...]) -> GateSummary:
     gate = Gate(schema, {key: conflicts})
     for batch in parts:
         gate.check(batch)
@@ -74,13 +75,13 @@ def main() -> None:
     p = json.loads(sys.stdin.read())
     de = load_config().data_extension("campaigns")
     raw = raw_frame(p["rows"])
-    schema = contract(de.kind_def, DAY, DAY + dt.timedelta(days=1))
+    schema = contract(de, de.fields, (DAY, DAY + dt.timedelta(days=1)))
     started = time.perf_counter()
     plan = plan_clean(raw, de, as_of=DAY + dt.timedelta(days=1))
     parts = list(batches(plan.frame, CLEAN_BATCH_ROWS))
     clean_s = time.perf_counter() - started
     started = time.perf_counter()
-    summary = _validate(parts, schema, plan.conflicting_keys, de.kind_def.key_role)
+    summary = _validate(parts, schema, plan.conflicting_keys, plan.key)
     validate_s = time.perf_counter() - started
     started = time.perf_counter()
     _validate(parts, schema, plan.conflicting_keys, de.kind_def.key_role)

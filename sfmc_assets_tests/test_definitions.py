@@ -13,6 +13,7 @@ import pytest
 
 from sfmc_assets.definitions import build_definitions
 from sfmc_assets.defs.schedules import partitions_to_run
+from sfmc_assets.lib.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,7 +58,7 @@ def test_every_gate_is_blocking_and_every_asset_is_described(defs: dg.Definition
         node = graph.get(key)
         assert node.description and node.owners and node.kinds, key
     contract_checks = [c for c in graph.asset_check_keys if c.name == "pandera_contract"]
-    assert len(contract_checks) == 3
+    assert len(contract_checks) == len(load_config().data_extensions)
     assert all(graph.get_check_spec(c).blocking for c in contract_checks)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import dagster as dg
 
 from sfmc_assets.defs.clean.assets import clean_key
+from sfmc_assets.defs.deletes.assets import deletes_key
 from sfmc_assets.defs.experience_platform.assets import publish_key
 from sfmc_assets.defs.marketing_cloud.assets import raw_key
 from sfmc_assets.defs.segments.assets import FEATURES_KEY, MEMBERSHIP_KEY
@@ -39,16 +40,15 @@ def partitions_to_run(scheduled: dt.datetime, lookback_days: int) -> list[str]:
 
 
 def build_daily_schedule(
-    job: AssetJob, lookback_days: int, first_partition: dt.date
+    job: AssetJob, lookback_days: int, first_partition: dt.date, cron: str = f"0 {SCHEDULE_HOUR_UTC} * * *",
 ) -> dg.ScheduleDefinition:
     @dg.schedule(
         name=f"{job.name}_schedule",
         job=job,
-        cron_schedule=f"0 {SCHEDULE_HOUR_UTC} * * *",
+        cron_schedule=cron,
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=f"Every day at {SCHEDULE_HOUR_UTC:02d}:00 UTC: yesterday's partition and the "
-        f"{lookback_days} day(s) before it (late rows).",
+        description=f"`{cron}` (UTC): yesterday's partition and the {lookback_days} day(s) before it (late rows).",
     )
     def _schedule(context: dg.ScheduleEvaluationContext) -> Sequence[dg.RunRequest]:
         tick = context.scheduled_execution_time or dt.datetime.now(dt.timezone.utc)
@@ -67,6 +67,8 @@ def keys_by_start(config: ProjectConfig) -> dict[dt.date, list[dg.AssetKey]]:
     groups: dict[dt.date, list[dg.AssetKey]] = {}
     for de in config.data_extensions:
         keys = [raw_key(de), clean_key(de)] + ([publish_key(de)] if de.aep else [])
+        if de.sync == "full" or de.reconcile_keys == "daily":
+            keys.append(deletes_key(de))
         groups.setdefault(config.start_date_of(de), []).extend(keys)
     if config.segments is not None:
         feeding = (config.segments.contacts, config.segments.engagement, config.segments.activities)
@@ -85,4 +87,13 @@ def daily_jobs() -> dg.Definitions:
         job = build_daily_job(name, dg.AssetSelection.assets(*keys))
         jobs.append(job)
         schedules.append(build_daily_schedule(job, config.lookback_days, start))
+    weekly = [de for de in config.data_extensions if de.reconcile_keys == "weekly"]
+    for start in sorted({config.start_date_of(de) for de in weekly}):
+        keys = [deletes_key(de) for de in weekly if config.start_date_of(de) == start]
+        suffix = "" if start == min(config.start_date_of(de) for de in weekly) else f"_from_{start:%Y%m%d}"
+        job = dg.define_asset_job(f"sfmc_key_reconciliation{suffix}", selection=dg.AssetSelection.assets(*keys),
+                                  description="Reads every key of the data extensions with `reconcile_keys: "
+                                  "weekly` to find rows deleted in Marketing Cloud.", tags={"domain": "marketing"})
+        jobs.append(job)
+        schedules.append(build_daily_schedule(job, 0, start, cron=f"0 {SCHEDULE_HOUR_UTC + 1} * * 1"))
     return dg.Definitions(jobs=jobs, schedules=schedules)

@@ -1,11 +1,14 @@
-"""The canonical model: the roles every tenant's columns are mapped onto.
+"""The canonical kinds: overlays that map some of a data extension's columns onto the roles segments read.
 
 Every Marketing Cloud tenant names its columns and values differently (Adobe's own source has "no
-predefined mapping"), so the configuration maps source columns onto these roles and source values onto
-these enums, and everything downstream of the clean layer works on the canonical names only.
+predefined mapping"). Any data extension is ingested as it is (generic); one that feeds the segment
+tables also declares a *kind*, whose roles its columns are mapped onto (source values onto the roles'
+enums). The clean table then holds the roles under their canonical names, next to the data extension's
+other columns.
 
-A *kind* says which roles a data extension carries; adding a data extension of an existing kind is a
-configuration change.
+A role that must be *mapped* is `required`; whether it may be *empty* is Marketing Cloud's metadata's
+call (or the configuration's `rules`), never the role's: what an empty value means is the role's
+`when_empty`, and the segment rules follow it. Only the key and the time (delta) role are never empty.
 """
 
 from dataclasses import dataclass
@@ -28,8 +31,10 @@ class Role:
     name: str
     dtype: pl.DataType
     description: str
-    required: bool = False
+    required: bool = False  # the configuration must map it
     enum: tuple[str, ...] | None = None
+    when_empty: str = ""  # what an empty value means downstream (documented, followed by the segments)
+    ge: float | None = None  # lower bound of a number (counts and amounts are never negative)
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,7 @@ class Kind:
     key_role: str
     time_role: str
     roles: tuple[Role, ...]
+    one_row_per_key: bool = False  # the key role alone is the primary key (contacts)
 
     def role(self, name: str) -> Role:
         for role in self.roles:
@@ -60,20 +66,25 @@ CONTACTS = Kind(
     time_role="modified_at",
     roles=(
         Role("contact_key", pl.String, "Marketing Cloud subscriber key: the contact's identity.", required=True),
-        Role("email", pl.String, "E-mail address, trimmed and lower-cased.", required=True),
+        Role("email", pl.String, "E-mail address, trimmed and lower-cased.", required=True,
+             when_empty="no e-mail address: kept, not eligible for audiences (reason `invalid email`)"),
         Role("first_name", pl.String, "Given name as entered (unicode kept)."),
         Role("last_name", pl.String, "Family name as entered (unicode kept)."),
         Role("lifecycle_stage", pl.String, "new, repeat, loyal or inactive: drives the lifecycle segments.",
-             required=True, enum=LIFECYCLE_STAGES),
-        Role("opt_in", pl.Boolean, "Marketing consent: only opted-in contacts join audiences.", required=True),
-        Role("total_orders", pl.Int64, "Orders placed to date."),
-        Role("lifetime_value", MONEY, "Revenue to date, in the account currency."),
+             required=True, enum=LIFECYCLE_STAGES,
+             when_empty="stage unknown: kept and published, in no lifecycle segment"),
+        Role("opt_in", pl.Boolean, "Marketing consent: only opted-in contacts join audiences.", required=True,
+             when_empty="consent unknown: kept and published, not eligible for audiences (reason "
+             "`consent unknown`)"),
+        Role("total_orders", pl.Int64, "Orders placed to date.", ge=0),
+        Role("lifetime_value", MONEY, "Revenue to date, in the account currency.", ge=0),
         Role("last_order_at", UTC_DATETIME, "When the last order was placed (UTC)."),
         Role("locale", pl.String, "Language-region code, e.g. fr-FR."),
         Role("phone", pl.String, "Mobile phone as entered."),
         Role("modified_at", UTC_DATETIME, "When the row last changed in Marketing Cloud (UTC): the delta column.",
              required=True),
     ),
+    one_row_per_key=True,
 )
 
 ENGAGEMENT = Kind(
@@ -83,12 +94,13 @@ ENGAGEMENT = Kind(
     time_role="event_at",
     roles=(
         Role("engagement_id", pl.String, "Unique id of the interaction.", required=True),
-        Role("contact_key", pl.String, "Subscriber key of the contact who interacted.", required=True),
+        Role("contact_key", pl.String, "Subscriber key of the contact who interacted.", required=True,
+             when_empty="no contact: kept, counted in no contact's features"),
         Role("campaign_id", pl.String, "Campaign identifier.", required=True),
         Role("campaign_name", pl.String, "Campaign name."),
         Role("channel", pl.String, "Channel of the send (email, sms)."),
         Role("action", pl.String, "send, open, click, response, unsubscribe or bounce.", required=True,
-             enum=ENGAGEMENT_ACTIONS),
+             enum=ENGAGEMENT_ACTIONS, when_empty="unknown action: kept, counted as none of the actions"),
         Role("sentiment", pl.String, "positive, negative or neutral, for responses.", enum=SENTIMENTS),
         Role("link_url", pl.String, "Clicked link, for clicks."),
         Role("event_at", UTC_DATETIME, "When the interaction happened (UTC): the delta column.", required=True),
@@ -102,13 +114,14 @@ ACTIVITIES = Kind(
     time_role="activity_at",
     roles=(
         Role("activity_id", pl.String, "Unique id of the activity.", required=True),
-        Role("contact_key", pl.String, "Subscriber key of the contact.", required=True),
+        Role("contact_key", pl.String, "Subscriber key of the contact.", required=True,
+             when_empty="no contact: kept, counted in no contact's features"),
         Role("activity_kind", pl.String, "page_view, form_submission, purchase, email_open or email_click.",
-             required=True, enum=ACTIVITY_KINDS),
+             required=True, enum=ACTIVITY_KINDS, when_empty="unknown kind: kept, counted as none of the kinds"),
         Role("page_url", pl.String, "Visited page, for page views."),
         Role("form_name", pl.String, "Submitted form, for form submissions."),
         Role("order_id", pl.String, "Order id, for purchases."),
-        Role("order_amount", MONEY, "Order amount, for purchases."),
+        Role("order_amount", MONEY, "Order amount, for purchases.", ge=0),
         Role("activity_at", UTC_DATETIME, "When the activity happened (UTC): the delta column.", required=True),
     ),
 )

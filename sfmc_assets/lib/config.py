@@ -1,15 +1,18 @@
 """The data extension configuration: each data extension described once, assets generated from it.
 
 The YAML file (bundled `config/data_extensions.yaml`, or `$SFMC_ASSETS_CONFIG`) names, per data
-extension: its external key, primary key and delta column, optionally its fields (otherwise they are
-discovered from Marketing Cloud's field metadata), and the mapping of its columns and values onto the
-canonical model (`lib/canonical.py`). Validation happens at load time, so a typo fails `dagster
-definitions validate`, not a run at 2 a.m.
+extension: its external key, how it is read (`sync: incremental` on a date/time delta column, or
+`sync: full` snapshots for data extensions without one), its primary key (one or several columns),
+optionally its fields (otherwise they are discovered from Marketing Cloud's field metadata), how its
+columns are named in the clean layer, rules beyond what the metadata says, what to do when Marketing
+Cloud's schema changes, and optionally a canonical *kind* (contacts, engagement, activities): an overlay
+that maps some columns onto the roles the segment tables read. Validation happens at load time, so a
+typo fails `dg check defs`, not a run at 2 a.m.
 """
 
 import datetime as dt
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -20,9 +23,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from sfmc_assets.lib.canonical import KINDS, LIFECYCLE_STAGES, Kind
 from sfmc_assets.lib.experience_platform.xdm import XdmMapping
+from sfmc_assets.lib.marketing_cloud.fields import FieldSpec, parse_compact, snake_case
 from sfmc_assets.lib.settings import config_path
 
-FieldType = Literal["Text", "Number", "Date", "Boolean", "EmailAddress", "Phone", "Decimal", "Locale"]
+__all__ = ["ColumnRules", "DataExtensionConfig", "FieldSpec", "ProjectConfig", "SegmentRules", "SourceConfig",
+           "config_in_force", "current_config", "load_config"]
+
 _OFFSET = re.compile(r"^[+-]\d{2}:\d{2}$")
 _ASSET_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -31,58 +37,69 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class FieldSpec(_Strict):
-    """A data extension field as Marketing Cloud describes it (`/data/v1/customobjects/{id}/fields`)."""
+class ColumnRules(_Strict):
+    """Rules a clean column must follow beyond its Marketing Cloud metadata (all optional)."""
 
-    name: str
-    type: FieldType
-    length: int | None = None
-    scale: int | None = None
-    is_primary_key: bool = False
-    is_nullable: bool = True
+    required: bool = Field(default=False, description="Empty values fail, even where Marketing Cloud allows them.")
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    isin: tuple[str | int | float | bool, ...] | None = Field(default=None, description="Allowed values.")
+    regex: str | None = Field(default=None, description="Pattern every non-empty value matches.")
+    min_length: int | None = Field(default=None, ge=0)
+    max_length: int | None = Field(default=None, ge=0)
 
-
-_FIELD = re.compile(
-    r"^(?P<type>[A-Za-z]+)(?:\((?P<length>\d+)(?:\s*,\s*(?P<scale>\d+))?\))?(?P<flags>(?:\s+[a-z-]+)*)\s*$"
-)
-
-
-def _parse_field(name: str, spec: object) -> dict[str, object]:
-    """`EmailAddress(254) required` / `Decimal(18,2)` / `Text(254) primary-key` -> FieldSpec fields."""
-    if isinstance(spec, dict):
-        return {"name": name, **spec}
-    m = _FIELD.match(str(spec))
-    if not m:
-        raise ValueError(f"field {name}: cannot read {spec!r}; expected e.g. 'Text(254) primary-key'")
-    flags = set(m["flags"].split())
-    unknown = flags - {"primary-key", "required"}
-    if unknown:
-        raise ValueError(f"field {name}: unknown flag(s) {sorted(unknown)}; use primary-key, required")
-    return {
-        "name": name,
-        "type": m["type"],
-        "length": int(m["length"]) if m["length"] else None,
-        "scale": int(m["scale"]) if m["scale"] else None,
-        "is_primary_key": "primary-key" in flags,
-        "is_nullable": not ({"primary-key", "required"} & flags),
-    }
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"regex {v!r} does not compile: {exc}") from None
+        return v
 
 
 class DataExtensionConfig(_Strict):
-    """One data extension: where it is, how to read it incrementally, and how it maps to the canonical model."""
+    """One data extension: where it is, how it is read, how its columns are named and checked."""
 
     name: str = Field(description="Asset name (snake_case), e.g. `contacts`.")
-    kind: str = Field(description="Canonical kind: contacts, engagement or activities.")
     external_key: str = Field(description="The data extension's external (customer) key in Marketing Cloud.")
     description: str = ""
-    primary_key: tuple[str, ...]
-    delta_column: str = Field(description="Date column used for incremental loads and partitioning.")
+    kind: str | None = Field(
+        default=None, description="Optional canonical overlay (contacts, engagement, activities): maps columns "
+        "onto the roles the segment tables read. Without it the data extension is generic.",
+    )
+    sync: Literal["incremental", "full"] = Field(
+        default="incremental", description="incremental: each partition reads the rows whose `delta_column` "
+        "falls in its UTC day; full: each partition is a snapshot of the whole data extension, and rows that "
+        "disappeared since the previous snapshot are recorded as deletes.",
+    )
+    delta_column: str | None = Field(default=None, description="Date column of incremental reads.")
+    primary_key: tuple[str, ...] = Field(
+        default=(), description="Key column(s); default: the fields marked primary-key (metadata or `fields`).",
+    )
     fields: tuple[FieldSpec, ...] | None = Field(
         default=None, description="Expected fields; omitted = discovered from Marketing Cloud at run time."
     )
-    columns: dict[str, str] = Field(description="Canonical role -> source column.")
+    rename: dict[str, str] = Field(
+        default_factory=dict, description="Source column -> clean column name (default: snake_case of the source).",
+    )
+    columns: dict[str, str] = Field(default_factory=dict, description="Canonical role -> source column (kind).")
     values: dict[str, dict[str, str]] = Field(
         default_factory=dict, description="Canonical enum role -> {source value -> canonical value}."
+    )
+    rules: dict[str, ColumnRules] = Field(
+        default_factory=dict, description="Clean column -> declared rules (ranges, allowed values, regex, ...).",
+    )
+    on_schema_change: Literal["fail", "add_columns", "ignore"] = Field(
+        default="fail", description="When Marketing Cloud's fields differ from `fields`: fail the read; read "
+        "added columns too; or read the declared fields only. A removed or retyped declared column always fails.",
+    )
+    reconcile_keys: Literal["never", "daily", "weekly"] = Field(
+        default="never", description="Incremental only: read every key of the data extension on this cadence "
+        "to find rows deleted in Marketing Cloud (incremental reads never see deletes).",
     )
     start_date: dt.date | None = None
     quarantine_tolerance: float = Field(
@@ -99,7 +116,7 @@ class DataExtensionConfig(_Strict):
     @classmethod
     def _compact_fields(cls, v: object) -> object:
         if isinstance(v, dict):
-            return tuple(_parse_field(name, spec) for name, spec in v.items())
+            return tuple(parse_compact(name, spec) for name, spec in v.items())
         return v
 
     @field_validator("name")
@@ -111,14 +128,62 @@ class DataExtensionConfig(_Strict):
 
     @field_validator("kind")
     @classmethod
-    def _known_kind(cls, v: str) -> str:
-        if v not in KINDS:
+    def _known_kind(cls, v: str | None) -> str | None:
+        if v is not None and v not in KINDS:
             raise ValueError(f"unknown kind {v!r}; expected one of {sorted(KINDS)}")
         return v
 
+    @field_validator("rename")
+    @classmethod
+    def _clean_targets(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = sorted(t for t in v.values() if not _ASSET_NAME.match(t))
+        if bad:
+            raise ValueError(f"rename targets {bad} must be snake_case column names")
+        return v
+
     @model_validator(mode="after")
-    def _mapping_is_complete(self) -> "DataExtensionConfig":
+    def _consistent(self) -> "DataExtensionConfig":
+        self._check_sync()
+        self._check_key()
+        if self.kind is not None:
+            self._check_overlay()
+        elif self.columns or self.values:
+            raise ValueError(f"{self.name}: `columns`/`values` map roles of a `kind`; set `kind` or use `rename`")
+        if self.fields is not None:
+            self._check_declared_fields()
+        self._default_record_ids()
+        return self
+
+    def _default_record_ids(self) -> None:
+        """An ExperienceEvent needs a deterministic `_id`: by default it is derived from the primary key."""
+        if self.aep is None or self.aep.id_columns or self.aep.xdm_class != "experience_event":
+            return
+        keys = self.key_columns(self.fields or ())
+        if not keys:
+            raise ValueError(f"{self.name}: an experience_event mapping needs `aep.id_columns` (the `_id` "
+                             "source), or a primary key to derive it from (`primary_key` or `fields`)")
+        # The model is frozen; this completes it while it is being validated.
+        object.__setattr__(self, "aep", self.aep.model_copy(update={"id_columns": [self.clean_name(k) for k in keys]}))
+
+    def _check_sync(self) -> None:
+        if self.sync == "incremental" and not self.delta_column:
+            raise ValueError(f"{self.name}: an incremental data extension needs `delta_column` (a Date field); "
+                             "a data extension without one is read with `sync: full`")
+        if self.sync == "full" and self.delta_column:
+            raise ValueError(f"{self.name}: `sync: full` reads the whole data extension; remove `delta_column`")
+        if self.sync == "full" and self.reconcile_keys != "never":
+            raise ValueError(f"{self.name}: `reconcile_keys` is for incremental data extensions; full "
+                             "snapshots find deletes by themselves")
+
+    def _check_key(self) -> None:
+        if len({c.lower() for c in self.primary_key}) != len(self.primary_key):
+            raise ValueError(f"{self.name}: primary_key {list(self.primary_key)} repeats a column")
+
+    def _check_overlay(self) -> None:
         kind = self.kind_def
+        if self.sync != "incremental":
+            raise ValueError(f"{self.name}: a `kind` overlay needs `sync: incremental` (its {kind.time_role!r} "
+                             "role is the delta column)")
         role_names = {r.name for r in kind.roles}
         unknown = sorted(set(self.columns) - role_names)
         if unknown:
@@ -126,15 +191,19 @@ class DataExtensionConfig(_Strict):
         missing = sorted(r.name for r in kind.roles if r.required and r.name not in self.columns)
         if missing:
             raise ValueError(f"{self.name}: required role(s) {missing} are not mapped to a source column")
-        if self.columns[kind.time_role].lower() != self.delta_column.lower():
+        if self.columns[kind.time_role].lower() != (self.delta_column or "").lower():
             raise ValueError(
                 f"{self.name}: delta_column {self.delta_column!r} must be the column mapped to "
                 f"{kind.time_role!r} ({self.columns[kind.time_role]!r})"
             )
-        if len(self.primary_key) != 1 or self.primary_key[0].lower() != self.columns[kind.key_role].lower():
-            raise ValueError(
-                f"{self.name}: primary_key must be the single column mapped to {kind.key_role!r}"
-            )
+        key = self.columns[kind.key_role].lower()
+        keys = [c.lower() for c in self.primary_key]
+        if kind.one_row_per_key and self.primary_key and keys != [key]:
+            raise ValueError(f"{self.name}: primary_key must be the single column mapped to {kind.key_role!r} "
+                             f"(one row per {kind.key_role})")
+        if self.primary_key and key not in keys:
+            raise ValueError(f"{self.name}: primary_key {list(self.primary_key)} must include the column mapped "
+                             f"to {kind.key_role!r} ({self.columns[kind.key_role]!r})")
         for role_name, mapping in self.values.items():
             if role_name not in role_names or kind.role(role_name).enum is None:
                 raise ValueError(f"{self.name}: values given for {role_name!r}, which is not an enum role")
@@ -145,21 +214,86 @@ class DataExtensionConfig(_Strict):
         for role in kind.enum_roles:
             if role.name in self.columns and role.name not in self.values:
                 raise ValueError(f"{self.name}: enum role {role.name!r} is mapped but has no `values` mapping")
+
+    def _check_declared_fields(self) -> None:
+        assert self.fields is not None
+        names = {f.name.lower() for f in self.fields}
+        if len(names) != len(self.fields):
+            raise ValueError(f"{self.name}: `fields` names a column twice (names are case-insensitive)")
+        referenced = [*self.columns.values(), *self.primary_key, *self.rename,
+                      *([self.delta_column] if self.delta_column else [])]
+        absent = sorted({c for c in referenced if c.lower() not in names})
+        if absent:
+            raise ValueError(f"{self.name}: column(s) {absent} are not among `fields`")
+        if self.delta_column and self.field(self.delta_column).type != "Date":
+            raise ValueError(f"{self.name}: delta_column {self.delta_column!r} is "
+                             f"{self.field(self.delta_column).type}; incremental reads need a Date field")
+        clean = self.clean_names(self.fields)
+        columns = set(clean.values()) | set(self.role_defaults())
+        unknown = sorted(set(self.rules) - columns)
+        if unknown:
+            raise ValueError(f"{self.name}: rules for {unknown}, which are not clean columns ({sorted(columns)})")
         if self.aep is not None:
-            known = {r.name for r in kind.roles}
-            unknown_columns = sorted(set(self.aep.source_columns()) - known)
-            if unknown_columns:
-                raise ValueError(f"{self.name}: the XDM mapping reads {unknown_columns}, not columns of kind {kind.name}")
-        if self.fields is not None:
-            names = {f.name.lower() for f in self.fields}
-            absent = sorted(c for c in self.columns.values() if c.lower() not in names)
-            if absent:
-                raise ValueError(f"{self.name}: mapped column(s) {absent} are not among `fields`")
-        return self
+            missing = sorted(set(self.aep.source_columns()) - columns)
+            if missing:
+                raise ValueError(f"{self.name}: the XDM mapping reads {missing}, not clean columns of "
+                                 f"{self.name} ({sorted(columns)})")
+
+    # -- what the rest of the code asks of a data extension ------------------------------------------
 
     @property
-    def kind_def(self) -> Kind:
-        return KINDS[self.kind]
+    def kind_def(self) -> Kind | None:
+        return KINDS[self.kind] if self.kind else None
+
+    def field(self, name: str) -> FieldSpec:
+        for f in self.fields or ():
+            if f.name.lower() == name.lower():
+                return f
+        raise KeyError(f"{self.name}: no field {name!r}")
+
+    def key_columns(self, fields: Sequence[FieldSpec]) -> tuple[str, ...]:
+        """The primary key's source columns: the configured ones, else the fields marked primary key."""
+        if self.primary_key:
+            by_lower = {f.name.lower(): f.name for f in fields}
+            return tuple(by_lower.get(c.lower(), c) for c in self.primary_key)
+        return tuple(f.name for f in fields if f.is_primary_key)
+
+    def role_of(self, source: str) -> str | None:
+        """The canonical role a source column is mapped to, if any."""
+        return next((role for role, col in self.columns.items() if col.lower() == source.lower()), None)
+
+    def clean_name(self, source: str) -> str:
+        """A source column's name in the clean layer: its role, its rename, else its snake_case."""
+        role = self.role_of(source)
+        if role:
+            return role
+        rename = {k.lower(): v for k, v in self.rename.items()}
+        return rename.get(source.lower()) or snake_case(source)
+
+    def clean_names(self, fields: Iterable[FieldSpec]) -> dict[str, str]:
+        """Source column -> clean column for `fields`; two columns with one clean name are an error."""
+        out: dict[str, str] = {}
+        seen: dict[str, str] = {role: f"(role {role})" for role in self.role_defaults()}
+        for f in fields:
+            name = self.clean_name(f.name)
+            if name in seen:
+                raise ValueError(f"{self.name}: columns {seen[name]!r} and {f.name!r} are both named {name!r} in "
+                                 f"the clean layer; give one a `rename`")
+            seen[name] = f.name
+            out[f.name] = name
+        reserved = sorted(set(seen) & _RESERVED_CLEAN)
+        if reserved:
+            raise ValueError(f"{self.name}: clean column name(s) {reserved} are reserved; use `rename`")
+        return out
+
+    def role_defaults(self) -> list[str]:
+        """Roles of the kind that are not mapped: the clean layer holds them as typed nulls."""
+        kind = self.kind_def
+        return [r.name for r in kind.roles if r.name not in self.columns] if kind else []
+
+
+#: Columns the clean layer adds itself.
+_RESERVED_CLEAN = frozenset({"partition_date", "days_since_last_order", "_parse_errors", "_rejection_reasons"})
 
 
 class SourceConfig(_Strict):

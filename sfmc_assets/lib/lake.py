@@ -24,6 +24,8 @@ class PartitionWriter:
     def __init__(self, target: UPath, schema: pl.Schema) -> None:
         self.target = target
         self.schema = schema
+        #: Key-value metadata written into the file's footer at `commit()` (what the partition is).
+        self.metadata: dict[str, str] = {}
         self.rows = 0
         self._tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
         self._tmp.parent.mkdir(parents=True, exist_ok=True)
@@ -41,6 +43,8 @@ class PartitionWriter:
         if self._writer is None:  # no page at all: still write an empty, typed partition
             self.write(pl.DataFrame(schema=self.schema))
         assert self._writer is not None
+        if self.metadata:
+            self._writer.add_key_value_metadata(self.metadata)
         self._writer.close()
         self._sink.close()
         self._tmp.rename(self.target)
@@ -93,6 +97,12 @@ class ParquetLake:
         with path.open("rb") as f:
             return pl.read_parquet(f)
 
+    def file_metadata(self, key: Sequence[str], partition: str) -> dict[str, str]:
+        """The key-value metadata a partition file was committed with (`PartitionWriter.metadata`)."""
+        with self.path(key, partition).open("rb") as f:
+            raw = pq.read_metadata(f).metadata or {}
+        return {k.decode(): v.decode() for k, v in raw.items() if not k.startswith(b"ARROW:")}
+
     def scan(self, key: Sequence[str], partition: str) -> pl.LazyFrame:
         """A lazy scan of one partition (reads only what the query needs)."""
         path = self.path(key, partition)
@@ -111,6 +121,14 @@ class ParquetLake:
         """Lazy scan of the partitions that exist among `partitions` (None when none does)."""
         scans = [self.scan(key, p) for p in partitions if self.exists(key, p)]
         return pl.concat(scans, how="vertical_relaxed") if scans else None
+
+    def partitions(self, key: Sequence[str]) -> list[str]:
+        """The partitions of an asset that have a file, in order."""
+        folder = self.base.joinpath(*key)
+        if not folder.exists():
+            return []
+        return sorted(p.name[: -len(".parquet")] for p in folder.iterdir()
+                      if p.name.endswith(".parquet") and not p.name.startswith("."))
 
     def delete(self, key: Sequence[str], partition: str) -> None:
         with contextlib.suppress(FileNotFoundError):

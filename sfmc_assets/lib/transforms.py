@@ -1,15 +1,19 @@
-"""Pure Polars transforms from a raw partition (source names) to the canonical model.
+"""Pure Polars transforms from a raw partition (source names) to the clean table.
 
 No Dagster here: every function takes and returns frames, so the rules are tested on plain DataFrames.
 
 The steps, in order:
-1. `to_canonical`: rename mapped source columns to their roles, add unmapped optional roles as typed
-   nulls, map source values onto canonical enums. An unmapped value is kept as it came, so the quality
-   gate fails naming it (`'VIP' is not one of new, repeat, loyal, inactive`), never silently dropped.
-2. `normalise`: trim strings, lower-case e-mails, blank strings to null.
-3. `deduplicate`: one row per primary key, the latest delta value winning. Rows that tie on the delta
-   value with different content are all kept, so the unique-key rule of the gate reports the conflict.
-4. `derive`: fields the segments need (e.g. days since last order, as of the end of the partition).
+1. `to_clean`: every source column under its clean name (its role if the data extension's `kind` maps it,
+   its `rename`, else its snake_case), unmapped roles of the kind as typed nulls, source values mapped
+   onto the roles' canonical enums. An unmapped value is kept as it came, so the quality gate fails
+   naming it (`'VIP' is not one of new, repeat, loyal, inactive`), never silently dropped.
+2. `normalise`: e-mail columns (the `email` role, EmailAddress fields) and the roles' text trimmed, blank
+   strings to null, e-mails lower-cased. Other text is kept as Marketing Cloud holds it.
+3. `deduplicate`: one row per primary key (every key column), the latest delta value winning; exact
+   duplicates collapse. Rows that tie with different content are all kept, so the gate's unique-key rule
+   reports the conflict.
+4. `derive`: `partition_date` (the delta value's UTC day, or the snapshot's day), and what the segments
+   need (days since last order for contacts, as of the end of the partition).
 
 `plan_clean` keeps a partition lazy so it can be streamed in batches (memory bounded by the batch, not
 the day): de-duplication first finds the keys that repeat with a streaming count of key hashes, then
@@ -17,16 +21,16 @@ de-duplicates only those keys' rows, and the plan drops the losing rows by their
 """
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import polars as pl
 
-from sfmc_assets.lib.canonical import Kind
 from sfmc_assets.lib.config import DataExtensionConfig
+from sfmc_assets.lib.marketing_cloud.fields import FieldSpec
 from sfmc_assets.lib.marketing_cloud.types import PARSE_ERRORS
 
-#: The UTC day (as a date) of the delta value: the partition a row belongs to.
+#: The UTC day (as a date) of the delta value, or of the snapshot: the partition a row belongs to.
 PARTITION_DATE = "partition_date"
 
 
@@ -43,18 +47,26 @@ def _lookup(value: pl.Expr, mapping: dict[str, str], default: pl.Expr) -> pl.Exp
     return chain.otherwise(default)
 
 
-def to_canonical(raw: pl.LazyFrame, de: DataExtensionConfig) -> pl.LazyFrame:
-    """Source columns -> canonical roles, source values -> canonical enum values."""
+def fields_of(raw_schema: pl.Schema) -> tuple[FieldSpec, ...]:
+    """Fields inferred from a typed frame, for a raw partition written without its metadata."""
+    def spec(name: str, dtype: pl.DataType) -> FieldSpec:
+        if isinstance(dtype, pl.Decimal):
+            return FieldSpec(name=name, type="Decimal", length=dtype.precision, scale=dtype.scale)
+        kind = {pl.Int64: "Number", pl.Boolean: "Boolean"}.get(dtype.base_type(), "Text")  # type: ignore[call-overload]
+        return FieldSpec(name=name, type="Date" if isinstance(dtype, pl.Datetime) else kind)
+    return tuple(spec(n, d) for n, d in raw_schema.items() if n != PARSE_ERRORS)
+
+
+def to_clean(raw: pl.LazyFrame, de: DataExtensionConfig, fields: Sequence[FieldSpec]) -> pl.LazyFrame:
+    """Source columns under their clean names, roles typed, source values mapped onto canonical enums."""
     kind = de.kind_def
+    names = de.clean_names(fields)
     available = {c.lower(): c for c in raw.collect_schema().names()}
     exprs: list[pl.Expr] = []
-    for role in kind.roles:
-        source = de.columns.get(role.name)
-        if source is None:
-            exprs.append(pl.lit(None, role.dtype).alias(role.name))
-            continue
-        column = pl.col(available.get(source.lower(), source))
-        if role.enum is not None:
+    for f in fields:
+        column = pl.col(available.get(f.name.lower(), f.name))
+        role = kind.role(names[f.name]) if kind is not None and de.role_of(f.name) else None
+        if role is not None and role.enum is not None:
             lookup = {k.strip().lower(): v for k, v in de.values.get(role.name, {}).items()}
             text = column.cast(pl.String)
             normalised = text.str.strip_chars().str.to_lowercase()
@@ -62,7 +74,11 @@ def to_canonical(raw: pl.LazyFrame, de: DataExtensionConfig) -> pl.LazyFrame:
                 pl.when(text.is_null() | (text.str.strip_chars() == "")).then(None)
                 .otherwise(_lookup(normalised, lookup, default=text.str.strip_chars()))
             )
-        exprs.append(column.cast(role.dtype).alias(role.name))
+        if role is not None:
+            column = column.cast(role.dtype)
+        exprs.append(column.alias(names[f.name]))
+    if kind is not None:
+        exprs += [pl.lit(None, kind.role(r).dtype).alias(r) for r in de.role_defaults()]
     if PARSE_ERRORS in raw.collect_schema().names():
         exprs.append(pl.col(PARSE_ERRORS))
     else:
@@ -70,16 +86,39 @@ def to_canonical(raw: pl.LazyFrame, de: DataExtensionConfig) -> pl.LazyFrame:
     return raw.select(exprs)
 
 
-def normalise(frame: pl.LazyFrame, kind: Kind) -> pl.LazyFrame:
-    """Trim text, lower-case e-mail addresses, and turn blank strings into nulls."""
-    strings = [r.name for r in kind.roles if r.dtype == pl.String and r.enum is None]
+def email_columns(de: DataExtensionConfig, fields: Sequence[FieldSpec]) -> list[str]:
+    """Clean columns holding e-mail addresses: the `email` role and every EmailAddress field."""
+    names = de.clean_names(fields)
+    out = [names[f.name] for f in fields if f.type == "EmailAddress"]
+    if "email" in names.values() and de.kind == "contacts":
+        out.append("email")
+    return list(dict.fromkeys(out))
+
+
+def normalise(frame: pl.LazyFrame, de: DataExtensionConfig, fields: Sequence[FieldSpec]) -> pl.LazyFrame:
+    """Trim e-mails and the roles' text, blank strings to null, lower-case e-mail addresses."""
+    schema = frame.collect_schema()
+    kind = de.kind_def
+    roles = [r.name for r in kind.roles if r.dtype == pl.String and r.enum is None] if kind else []
+    emails = email_columns(de, fields)
+    strings = [c for c in dict.fromkeys([*roles, *emails]) if schema.get(c) == pl.String]
     out = frame.with_columns(
         pl.when(pl.col(c).str.strip_chars() == "").then(None).otherwise(pl.col(c).str.strip_chars()).alias(c)
         for c in strings
     )
-    if "email" in strings:
-        out = out.with_columns(pl.col("email").str.to_lowercase())
-    return out
+    return out.with_columns(pl.col(c).str.to_lowercase() for c in emails if c in strings)
+
+
+def key_columns(de: DataExtensionConfig, fields: Sequence[FieldSpec]) -> list[str]:
+    """The primary key as clean columns (empty when the data extension has none)."""
+    names = de.clean_names(fields)
+    by_lower = {f.name.lower(): f.name for f in fields}
+    return [names[by_lower[c.lower()]] for c in de.key_columns(fields) if c.lower() in by_lower]
+
+
+def time_column(de: DataExtensionConfig) -> str | None:
+    """The clean column of the delta value (None for full snapshots)."""
+    return de.clean_name(de.delta_column) if de.delta_column else None
 
 
 @dataclass(frozen=True)
@@ -94,7 +133,9 @@ class CleanPlan:
 
     frame: pl.LazyFrame  # the clean rows in raw order; stream it with `batches`
     removed: int  # rows dropped: superseded by a later delta value, or exact duplicates
-    conflicting_keys: pl.Series  # keys the clean rows still hold more than once (ties, different content)
+    key: tuple[str, ...]  # the primary key's clean columns (empty: no key, nothing de-duplicated)
+    conflicting_keys: pl.DataFrame  # keys the clean rows still hold more than once (ties, different content)
+    fields: tuple[FieldSpec, ...]  # the raw partition's fields, as Marketing Cloud described them
 
 
 #: Rows per batch when a partition streams through clean -> gate -> write. Memory grows with the batch
@@ -106,24 +147,27 @@ CLEAN_BATCH_ROWS = 250_000
 _ROW = "__raw_row"
 
 
-def deduplicate(frame: pl.DataFrame, kind: Kind) -> pl.DataFrame:
+def deduplicate(frame: pl.DataFrame, key: Sequence[str], time: str | None) -> pl.DataFrame:
     """Keep, per primary key, the rows with the latest delta value (exact duplicates collapse to one)."""
-    key, time = kind.key_role, kind.time_role
-    latest = pl.col(time) == pl.col(time).max().over(key)
     content = [c for c in frame.columns if c != _ROW]
-    return frame.filter(latest | pl.col(time).is_null() & pl.col(time).max().over(key).is_null()).unique(
-        subset=content, keep="first", maintain_order=True
-    )
+    if time is not None:
+        latest = pl.col(time) == pl.col(time).max().over(key)
+        frame = frame.filter(latest | pl.col(time).is_null() & pl.col(time).max().over(key).is_null())
+    return frame.unique(subset=content, keep="first", maintain_order=True)
 
 
-def _repeated_key_rows(rows: pl.LazyFrame, kind: Kind) -> pl.DataFrame:
+def _key_hash(key: Sequence[str]) -> pl.Expr:
+    return pl.col(key[0]).hash() if len(key) == 1 else pl.struct(key).hash()
+
+
+def _repeated_key_rows(rows: pl.LazyFrame, key: Sequence[str]) -> pl.DataFrame:
     """The rows whose key hash occurs more than once (all rows of repeated keys, in raw order).
 
     Only the keys' 64-bit hashes are held (8 bytes a row, sorted to find repeats: a streaming group-by
     or `is_duplicated` needs several times more); a hash collision only adds rows that `deduplicate`
     leaves alone, as it works on the exact key.
     """
-    key_hash = pl.col(kind.key_role).hash()
+    key_hash = _key_hash(key)
     hashes = rows.select(key_hash).collect(engine="streaming").to_series().sort()
     repeated = hashes.filter(hashes == hashes.shift(1)).unique()
     if repeated.is_empty():
@@ -131,18 +175,30 @@ def _repeated_key_rows(rows: pl.LazyFrame, kind: Kind) -> pl.DataFrame:
     return rows.filter(key_hash.is_in(repeated.implode())).collect(engine="streaming").sort(_ROW)
 
 
-def plan_clean(raw: pl.LazyFrame | pl.DataFrame, de: DataExtensionConfig, as_of: dt.datetime) -> CleanPlan:
-    """The clean step for one partition, lazily: canonical, normalised, de-duplicated, derived."""
-    kind = de.kind_def
+def plan_clean(
+    raw: pl.LazyFrame | pl.DataFrame,
+    de: DataExtensionConfig,
+    as_of: dt.datetime,
+    fields: Sequence[FieldSpec] | None = None,
+) -> CleanPlan:
+    """The clean step for one partition, lazily: clean names, normalised, de-duplicated, derived.
+
+    `fields` are the raw partition's fields as Marketing Cloud described them (default: the configured
+    ones, else inferred from the frame's types). `as_of` is the end of the partition's UTC day.
+    """
     lazy = raw.lazy() if isinstance(raw, pl.DataFrame) else raw
-    rows = normalise(to_canonical(lazy, de), kind).with_row_index(_ROW)
-    candidates = _repeated_key_rows(rows, kind)
-    kept = deduplicate(candidates, kind)
+    fields = tuple(fields or de.fields or fields_of(lazy.collect_schema()))
+    key, time = key_columns(de, fields), time_column(de)
+    rows = normalise(to_clean(lazy, de, fields), de, fields).with_row_index(_ROW)
+    if not key:
+        return CleanPlan(derive(rows.drop(_ROW), de, as_of), 0, (), pl.DataFrame(), fields)
+    candidates = _repeated_key_rows(rows, key)
+    kept = deduplicate(candidates, key, time)
     dropped = candidates.join(kept.select(_ROW), on=_ROW, how="anti")[_ROW]
-    conflicts = kept.filter(pl.len().over(kind.key_role) > 1)[kind.key_role].unique(maintain_order=True)
+    conflicts = kept.filter(pl.len().over(key) > 1).select(key).unique(maintain_order=True)
     if not dropped.is_empty():
         rows = rows.filter(~pl.col(_ROW).is_in(dropped.implode()))
-    return CleanPlan(derive(rows.drop(_ROW), kind, as_of), dropped.len(), conflicts)
+    return CleanPlan(derive(rows.drop(_ROW), de, as_of), dropped.len(), tuple(key), conflicts, fields)
 
 
 def batches(frame: pl.LazyFrame, rows: int) -> Iterator[pl.DataFrame]:
@@ -156,18 +212,24 @@ def batches(frame: pl.LazyFrame, rows: int) -> Iterator[pl.DataFrame]:
         yield frame.clear().collect()
 
 
-def derive(frame: pl.LazyFrame, kind: Kind, as_of: dt.datetime) -> pl.LazyFrame:
+def derive(frame: pl.LazyFrame, de: DataExtensionConfig, as_of: dt.datetime) -> pl.LazyFrame:
     """Fields the segments need, computed as of `as_of` (the end of the partition's day)."""
-    out = frame.with_columns(pl.col(kind.time_role).dt.date().alias(PARTITION_DATE))
-    if kind.name == "contacts":
-        as_of_lit = pl.lit(as_of).dt.replace_time_zone("UTC") if as_of.tzinfo is None else pl.lit(as_of)
+    time = time_column(de)
+    as_of_lit = pl.lit(as_of).dt.replace_time_zone("UTC") if as_of.tzinfo is None else pl.lit(as_of)
+    day = (as_of.astimezone(dt.timezone.utc) - dt.timedelta(days=1)).date() if as_of.tzinfo else \
+        (as_of - dt.timedelta(days=1)).date()
+    out = frame.with_columns(
+        (pl.col(time).dt.date() if time else pl.lit(day, pl.Date)).alias(PARTITION_DATE)
+    )
+    if de.kind == "contacts":
         out = out.with_columns(
             (as_of_lit - pl.col("last_order_at")).dt.total_days().cast(pl.Int64).alias("days_since_last_order")
         )
     return out
 
 
-def clean(raw: pl.LazyFrame | pl.DataFrame, de: DataExtensionConfig, as_of: dt.datetime) -> Deduplicated:
+def clean(raw: pl.LazyFrame | pl.DataFrame, de: DataExtensionConfig, as_of: dt.datetime,
+          fields: Sequence[FieldSpec] | None = None) -> Deduplicated:
     """The whole clean step for one partition, collected in memory (tests, small frames)."""
-    plan = plan_clean(raw, de, as_of)
+    plan = plan_clean(raw, de, as_of, fields)
     return Deduplicated(plan.frame.collect(), plan.removed)

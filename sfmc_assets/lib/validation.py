@@ -5,14 +5,16 @@ skips data checks on a LazyFrame unless told otherwise, notes G5). Row-level fai
 quarantined; failures not tied to rows (a missing column, a wrong dtype) always block.
 
 A partition is checked batch by batch (`Gate`), so memory follows the batch, not the day. Every rule
-but one only looks at its own row, so pandera runs them on each batch. The exception is a unique
-column, whose rule spans the partition: pandera skips it on the batches, and the gate flags the rows
-holding a value the caller found repeated in the whole partition (`plan_clean` knows it from its own
-de-duplication; `validate` computes it), reported exactly as pandera reports `field_uniqueness`.
+but one only looks at its own row, so pandera runs them on each batch. The exception is a unique key (a
+unique column, or the schema's `unique` columns together: a composite primary key), whose rule spans the
+partition: pandera skips it on the batches, and the gate flags the rows holding a key the caller found
+repeated in the whole partition (`plan_clean` knows it from its own de-duplication; `validate` computes
+it), reported as pandera reports `field_uniqueness` / `multiple_fields_uniqueness`.
 Failure cases keep pandera's order (rule by rule in schema order, rows in order) and whole-partition
 row numbers, so the batches add up to what one pandera run on the partition reports.
 """
 
+import copy
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -20,11 +22,14 @@ import pandera.polars as pa
 import polars as pl
 from pandera.errors import SchemaErrors
 
-from sfmc_assets.lib.metadata import PII_ROLES
+from sfmc_assets.lib.personal import PII_ROLES
 
 REJECTION_REASONS = "_rejection_reasons"
 _INDEX = "__row"
 UNIQUE_CHECK = "field_uniqueness"
+COMPOSITE_UNIQUE_CHECK = "multiple_fields_uniqueness"
+#: A unique key: one column, or the columns of a composite primary key.
+Key = tuple[str, ...]
 _CASES_SCHEMA = pl.Schema({"failure_case": pl.String, "schema_context": pl.String, "column": pl.String,
                            "check": pl.String, "check_number": pl.Int32, "index": pl.Int32})
 
@@ -55,12 +60,16 @@ class GateSummary:
         )
         return dict(zip(counts["rule"].to_list(), counts["len"].to_list(), strict=True))
 
-    def sample(self, n: int = 10) -> pl.DataFrame:
-        """Failing values with their rule, personal columns masked (this goes into the event log)."""
+    def sample(self, n: int = 10, personal: Iterable[str] = PII_ROLES) -> pl.DataFrame:
+        """Failing values with their rule, `personal` columns masked (this goes into the event log).
+
+        A composite key's case names its columns together (`a, b`): masked if any of them is personal."""
         cases = self.failure_cases
         if cases.is_empty():
             return cases
-        masked = pl.col("column").is_in(list(PII_ROLES))
+        personal = list(personal)
+        masked = pl.col("column").is_in(personal) | pl.any_horizontal(
+            [pl.col("column").str.split(", ").list.contains(pl.lit(c)) for c in personal]) if personal else pl.lit(False)
         value = pl.col("failure_case").cast(pl.String)
         return cases.head(n).select(
             pl.col("index").alias("row"),
@@ -81,17 +90,19 @@ class GateResult(GateSummary):
 class Gate:
     """A contract applied to one partition, batch by batch, in order; `summary()` once all are checked."""
 
-    def __init__(self, schema: pa.DataFrameSchema, repeated: Mapping[str, pl.Series]) -> None:
-        """`repeated`: for each unique column of `schema`, the values that column holds more than once
-        in the whole partition."""
-        self.unique = [name for name, column in schema.columns.items() if column.unique]
-        missing = sorted(set(self.unique) - set(repeated))
+    def __init__(self, schema: pa.DataFrameSchema, repeated: Mapping[Key, pl.DataFrame]) -> None:
+        """`repeated`: for each unique key of `schema` (`unique_keys`), the key values the whole partition
+        holds more than once (a frame with the key's columns)."""
+        self.unique = unique_keys(schema)
+        missing = sorted(str(k) for k in self.unique if k not in repeated)
         if missing:
-            raise ValueError(f"the repeated values of unique column(s) {missing} are needed")
-        self.repeated = {c: repeated[c].implode() for c in self.unique}
-        self.row_schema = schema
-        for name in self.unique:
-            self.row_schema = self.row_schema.update_column(name, unique=False)
+            raise ValueError(f"the repeated values of unique key(s) {missing} are needed")
+        self.repeated = {k: repeated[k] for k in self.unique}
+        self.row_schema = copy.copy(schema)
+        self.row_schema.unique = None
+        for (name, *rest) in self.unique:
+            if not rest:
+                self.row_schema = self.row_schema.update_column(name, unique=False)
         self.columns = list(schema.columns)
         self.rows_checked = 0
         self.failing_rows = 0
@@ -137,15 +148,19 @@ class Gate:
         return _CASES_SCHEMA.to_frame()
 
     def _unique_cases(self, batch: pl.DataFrame) -> Iterable[pl.DataFrame]:
-        """The rows holding a repeated value of a unique column, as pandera's `field_uniqueness` cases."""
-        for name in self.unique:
-            if name not in batch.columns:  # pandera reports the missing column
+        """The rows holding a repeated key, as pandera's uniqueness cases."""
+        for key in self.unique:
+            if not set(key) <= set(batch.columns):  # pandera reports the missing column
                 continue
-            values = batch.select(pl.col(name).cast(pl.String).alias("failure_case")).with_row_index("index")
-            yield values.filter(batch[name].is_in(self.repeated[name], nulls_equal=True)).select(
-                "failure_case", schema_context=pl.lit("Column"), column=pl.lit(name), check=pl.lit(UNIQUE_CHECK),
+            value = pl.col(key[0]).cast(pl.String) if len(key) == 1 else \
+                pl.concat_str([pl.col(c).cast(pl.String).fill_null("<null>") for c in key], separator=", ")
+            hits = batch.select(*key, value.alias("failure_case")).with_row_index("index").join(
+                self.repeated[key].cast(batch.select(key).schema), on=list(key), how="semi", nulls_equal=True)
+            yield hits.select(
+                "failure_case", schema_context=pl.lit("Column"), column=pl.lit(", ".join(key)),
+                check=pl.lit(UNIQUE_CHECK if len(key) == 1 else COMPOSITE_UNIQUE_CHECK),
                 check_number=pl.lit(None, pl.Int32), index=pl.col("index").cast(pl.Int32),
-            )
+            ).sort("index")
 
     def _pandera_order(self) -> list[pl.Expr]:
         """pandera runs the table's rules first, then per column (in schema order) nullability,
@@ -161,13 +176,23 @@ class Gate:
         ]
 
 
-def repeated_values(frame: pl.DataFrame, schema: pa.DataFrameSchema) -> dict[str, pl.Series]:
-    """For each unique column of `schema` present in `frame`, the values it holds more than once."""
-    return {
-        name: frame.filter(pl.col(name).is_duplicated())[name].unique(maintain_order=True)
-        if name in frame.columns else pl.Series(name, [], pl.String)
-        for name, column in schema.columns.items() if column.unique
-    }
+def unique_keys(schema: pa.DataFrameSchema) -> list[Key]:
+    """The schema's unique keys: each unique column, and its `unique` columns together."""
+    keys: list[Key] = [(name,) for name, column in schema.columns.items() if column.unique]
+    if schema.unique:
+        keys.append(tuple(schema.unique))
+    return keys
+
+
+def repeated_values(frame: pl.DataFrame, schema: pa.DataFrameSchema) -> dict[Key, pl.DataFrame]:
+    """For each unique key of `schema` present in `frame`, the key values it holds more than once."""
+    out: dict[Key, pl.DataFrame] = {}
+    for key in unique_keys(schema):
+        if set(key) <= set(frame.columns):
+            out[key] = frame.filter(pl.struct(key).is_duplicated()).select(key).unique(maintain_order=True)
+        else:
+            out[key] = pl.DataFrame(schema={c: pl.String for c in key})
+    return out
 
 
 def gate_batches(

@@ -43,7 +43,7 @@ def test_partition_matches_the_sandbox_ground_truth(
         truth = mc_sandbox.ground_truth(de.external_key, window.start, window.end)
         raw = lake.read(["sfmc", "raw", de.name], PARTITION)
         assert raw.height == truth.height > 0
-        pk = de.primary_key[0]
+        pk = de.key_columns(de.fields or ())[0]
         assert raw.drop(PARSE_ERRORS).sort(pk).equals(truth.select(raw.drop(PARSE_ERRORS).columns).sort(pk))
         clean = lake.read(["sfmc", "clean", de.name], PARTITION)
         assert clean.height == truth.height  # the sandbox's default data is valid and unique

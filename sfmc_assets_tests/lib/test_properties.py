@@ -18,14 +18,15 @@ from sfmc_assets.lib.config import DataExtensionConfig, FieldSpec, load_config
 from sfmc_assets.lib.extract import Window, window_filter
 from sfmc_assets.lib.marketing_cloud.client import normalize_auth_base_uri
 from sfmc_assets.lib.marketing_cloud.types import PARSE_ERRORS, frame_schema, typed_frame
-from sfmc_assets.lib.metadata import PII_ROLES
+from sfmc_assets.lib.personal import PII_ROLES
 from sfmc_assets.lib.schemas import contract
 from sfmc_assets.lib.transforms import clean
 from sfmc_assets.lib.validation import REJECTION_REASONS, validate
 
 UTC = dt.timezone.utc
 CONFIG = load_config()
-DATA_EXTENSIONS = {de.name: de for de in CONFIG.data_extensions}
+#: The data extensions with a canonical overlay (generic ones: `test_generic_contracts.py`).
+DATA_EXTENSIONS = {de.name: de for de in CONFIG.data_extensions if de.kind}
 OFFSET = CONFIG.source.offset  # -6 h: Marketing Cloud server time
 OFFSET_HOURS = OFFSET.total_seconds() / 3600
 EPOCH = dt.datetime(1970, 1, 1)
@@ -262,7 +263,8 @@ def valid_row(draw: st.DrawFn, de: DataExtensionConfig, window: Window, i: int) 
     assert de.fields is not None
     for spec in de.fields:
         role = kind.role(roles[spec.name.lower()])
-        optional = st.one_of(blanks) if not role.required else st.nothing()
+        # Empty is valid wherever Marketing Cloud allows it (the field's metadata), whatever the role.
+        optional = st.one_of(blanks) if spec.is_nullable else st.nothing()
         if role.name == kind.key_role:
             value = st.builds(f"K{i}-{{}}".format, any_text)
         elif role.name == kind.time_role:
@@ -279,11 +281,14 @@ def valid_row(draw: st.DrawFn, de: DataExtensionConfig, window: Window, i: int) 
             value = st.decimals(min_value=0, max_value=10**16 - 1, places=2).map(str) | optional
         elif role.dtype == UTC_DATETIME:
             value = valid_date_strings(st.datetimes(min_value=dt.datetime(1, 1, 1), max_value=as_of + server)) | optional
-        elif role.required:
+        elif role.required or not spec.is_nullable:
             value = non_blank
         else:
             value = any_text | optional
-        row[spec.name] = draw(st.one_of(value, padded(value)) if role.name != kind.key_role else value)
+        drawn = st.one_of(value, padded(value)) if role.name != kind.key_role else value
+        if spec.type in ("Text", "EmailAddress", "Phone", "Locale") and spec.length:
+            drawn = drawn.filter(lambda v, n=spec.length: len(v) <= n)  # Marketing Cloud enforces lengths
+        row[spec.name] = draw(drawn)
     return row
 
 
@@ -299,7 +304,7 @@ def _frame(rows: list[dict[str, str]], de: DataExtensionConfig) -> pl.DataFrame:
 
 
 def _gate_invariants(frame: pl.DataFrame, window: Window, de: DataExtensionConfig) -> None:
-    schema = contract(de.kind_def, window.start, window.end)
+    schema = contract(de, de.fields, (window.start, window.end))
     gate = validate(frame, schema)
     assert not gate.blocking_schema_errors, gate.failures_by_rule()  # clean always yields the contract's shape
     assert gate.rows_checked == frame.height
@@ -363,7 +368,7 @@ def test_valid_rows_pass_the_gate(name: str, data: st.DataObject) -> None:
     assert typed[PARSE_ERRORS].null_count() == n, typed[PARSE_ERRORS].drop_nulls().to_list()
     cleaned = clean(typed, de, window.end)
     assert cleaned.removed == 0 and cleaned.frame.height == n
-    gate = validate(cleaned.frame, contract(de.kind_def, window.start, window.end))
+    gate = validate(cleaned.frame, contract(de, de.fields, (window.start, window.end)))
     assert gate.failing_rows == 0, gate.failures_by_rule()
     assert gate.within(0.0) and gate.valid.height == n
 
@@ -382,7 +387,7 @@ def test_out_of_range_date_quarantines_its_row_without_blocking(name: str, data:
     rows[0][de.delta_column] = bad_date
     typed = typed_frame(_frame(rows, de), de.fields, OFFSET_HOURS)
     assert typed[PARSE_ERRORS].to_list()[0] == f"{de.delta_column}: '{bad_date}' is not a valid Date"
-    gate = validate(clean(typed, de, window.end).frame, contract(de.kind_def, window.start, window.end))
+    gate = validate(clean(typed, de, window.end).frame, contract(de, de.fields, (window.start, window.end)))
     assert not gate.blocking_schema_errors, gate.failure_cases
     assert (gate.failing_rows, gate.valid.height) == (1, 2)
     assert "_parse_errors: values_parse" in gate.quarantined[REJECTION_REASONS][0]

@@ -4,7 +4,7 @@ import datetime as dt
 
 import polars as pl
 
-from sfmc_assets.lib.config import FieldSpec
+from sfmc_assets.lib.marketing_cloud.fields import FieldSpec
 from sfmc_assets.lib.marketing_cloud.types import PARSE_ERRORS, frame_schema, typed_frame
 
 UTC = dt.timezone.utc

@@ -17,7 +17,7 @@ CONFIG = load_config()
 CONTACTS = CONFIG.data_extension("contacts")
 START = dt.datetime(2026, 10, 2, tzinfo=UTC)
 END = START + dt.timedelta(days=1)
-CONTRACT = contract(CONTACTS.kind_def, START, END)
+CONTRACT = contract(CONTACTS, CONTACTS.fields, (START, END))
 
 
 def frame(n: int = 4, **overrides: list[str]) -> pl.DataFrame:

@@ -231,12 +231,13 @@ def test_items_split_keys_values_lower_case_and_all_strings(api: Api) -> None:
         assert set(item["values"]) == names
         assert all(isinstance(v, str) for v in flat(item).values())
         v = item["values"]
-        assert v["optin"] in ("True", "False")
+        assert v["optin"] in ("True", "False", "")  # a nullable Boolean: "" is NULL (consent unknown)
         assert US_DATE.match(v["modifieddate"])
         assert v["lastorderdate"] == "" or US_DATE.match(v["lastorderdate"])
         assert v["totalorders"] == "" or v["totalorders"].isdigit()
         assert v["lifetimevalue"] == "" or re.match(r"^\d+\.\d\d$", v["lifetimevalue"])
     assert any(i["values"]["firstname"] == "" for i in items)  # NULL is served as ""
+    assert 0 < sum(i["values"]["optin"] == "" for i in items) < len(items) * 0.05  # ~2% consent unknown
 
 
 def test_served_rows_equal_ground_truth(api: Api) -> None:

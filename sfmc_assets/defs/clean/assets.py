@@ -1,4 +1,8 @@
-"""The clean layer: `sfmc/clean/<name>`, the canonical model, gated by a blocking pandera contract.
+"""The clean layer: `sfmc/clean/<name>`, clean column names and types, gated by a blocking pandera contract.
+
+The contract is derived per partition from what Marketing Cloud allowed for the rows read (the raw
+partition carries the fields as described at read time) plus the configuration's rules and `kind`
+overlay (`lib/schemas.py`).
 
 Validate, then write: the contract runs on the partition just produced, and when it fails the check
 is recorded, nothing is written and the step fails, so nothing downstream of it runs (in a single
@@ -10,22 +14,25 @@ temporary partition file, which becomes the partition only once the whole day ha
 """
 
 import time
+import warnings
 from collections.abc import Iterator
 
 import dagster as dg
 import polars as pl
 from dagster_pandera import pandera_schema_to_dagster_type
 
-from sfmc_assets.defs.marketing_cloud.assets import raw_key
+from sfmc_assets.defs.marketing_cloud.assets import raw_fields, raw_key
+from sfmc_assets.defs.metadata import preview
 from sfmc_assets.defs.partitions import daily_partitions, partitioned_check
 from sfmc_assets.defs.ranges import DayResult, report
 from sfmc_assets.lib.config import DataExtensionConfig, ProjectConfig
 from sfmc_assets.lib.extract import Window
 from sfmc_assets.lib.lake import ParquetLake, PartitionWriter
-from sfmc_assets.lib.metadata import PII_ROLES, preview
-from sfmc_assets.lib.schemas import MODELS, contract
+from sfmc_assets.lib.marketing_cloud.fields import FieldSpec
+from sfmc_assets.lib.personal import personal_columns
+from sfmc_assets.lib.schemas import contract
 from sfmc_assets.lib.transforms import CLEAN_BATCH_ROWS, CleanPlan, batches, plan_clean
-from sfmc_assets.lib.validation import REJECTION_REASONS, Gate, GateSummary, gate_batches
+from sfmc_assets.lib.validation import REJECTION_REASONS, Gate, GateSummary, gate_batches, unique_keys
 from sfmc_assets.resources import LakeResource
 
 CLEAN_GROUP = "sfmc_clean"
@@ -42,30 +49,17 @@ def quarantine_key(de: DataExtensionConfig) -> list[str]:
     return ["sfmc", "quarantine", de.name]
 
 
-def _column_schema(de: DataExtensionConfig) -> dg.TableSchema:
-    """Columns and rules of the contract, shown in the catalog before the first run."""
-    schema = pandera_schema_to_dagster_type(MODELS[de.kind]).metadata["schema"].schema
-    roles = {r.name: r for r in de.kind_def.roles}
-    return dg.TableSchema(
-        columns=[
-            dg.TableColumn(
-                name=c.name, type=c.type, constraints=c.constraints,
-                description=(
-                    f"{roles[c.name].description} Source: `{de.columns[c.name]}`." if c.name in de.columns
-                    else roles[c.name].description + " (not mapped: always null)" if c.name in roles
-                    else c.description
-                ),
-            )
-            for c in schema.columns
-        ],
-        constraints=schema.constraints,
-    )
+def _column_schema(de: DataExtensionConfig, fields: tuple[FieldSpec, ...]) -> dg.TableSchema:
+    """Columns and rules of the contract, with their descriptions (catalog and each materialisation)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)  # pandera_schema_to_dagster_type: Beta, used on purpose
+        return pandera_schema_to_dagster_type(contract(de, fields)).metadata["schema"].schema
 
 
-def _gate_metadata(gate: GateSummary, tolerance: float) -> dict[str, object]:
+def _gate_metadata(gate: GateSummary, tolerance: float, masked: list[str]) -> dict[str, object]:
     with pl.Config(tbl_formatting="ASCII_MARKDOWN", tbl_hide_column_data_types=True,
                    tbl_hide_dataframe_shape=True, tbl_rows=20, fmt_str_lengths=60):
-        sample = str(gate.sample(20)) if gate.failing_rows or gate.blocking_schema_errors else "_(none)_"
+        sample = str(gate.sample(20, masked)) if gate.failing_rows or gate.blocking_schema_errors else "_(none)_"
     return {
         "rows_checked": gate.rows_checked,
         "failing_rows": gate.failing_rows,
@@ -97,28 +91,61 @@ def _known_contacts_check(
     )
 
 
-def build_clean_asset(de: DataExtensionConfig, config: ProjectConfig) -> dg.AssetsDefinition:
+def _contacts_for(de: DataExtensionConfig, config: ProjectConfig) -> DataExtensionConfig | None:
+    """The contacts data extension that `de`'s events refer to (for `known_contacts`), if any."""
+    if de.kind not in ("engagement", "activities"):
+        return None
+    return next((d for d in config.data_extensions if d.kind == "contacts"), None)
+
+
+def _check_specs(de: DataExtensionConfig, config: ProjectConfig,
+                 partitions_def: dg.PartitionsDefinition) -> list[dg.AssetCheckSpec]:
     key = clean_key(de)
-    contacts = next((d for d in config.data_extensions if d.kind == "contacts"), None)
-    partitions_def = daily_partitions(config.start_date_of(de))
-    check_specs = [
+    window = "delta value inside the partition's day, " if de.sync == "incremental" else ""
+    specs = [
         partitioned_check(
             CONTRACT_CHECK, key, partitions_def, blocking=True,
-            description=f"pandera contract {MODELS[de.kind].__name__}: types, nullability, unique "
-            f"{de.kind_def.key_role}, e-mail format, enum values, ranges, delta inside the partition day, "
+            description="pandera contract derived from Marketing Cloud's field metadata and the configuration: "
+            f"types, required values, text lengths, unique primary key, e-mail format, declared rules, {window}"
             "values that parse. Blocks the partition (nothing written, nothing downstream) when more than "
             f"{de.quarantine_tolerance:.0%} of rows fail.",
-        )
+        ),
+        partitioned_check(
+            RECONCILE_CHECK, key, partitions_def,
+            description="Rows of the raw partition = clean rows + quarantined rows + removed duplicates.",
+        ),
     ]
-    check_specs.append(partitioned_check(
-        RECONCILE_CHECK, key, partitions_def,
-        description="Rows of the raw partition = clean rows + quarantined rows + removed duplicates.",
-    ))
-    if contacts is not None and de.kind != "contacts":
-        check_specs.append(partitioned_check(
+    contacts = _contacts_for(de, config)
+    if contacts is not None:
+        specs.append(partitioned_check(
             KNOWN_CONTACTS_CHECK, key, partitions_def, blocking=False,
             description=f"Warns when events refer to contacts unknown to `{contacts.name}` (cross-table).",
         ))
+    return specs
+
+
+def _description(de: DataExtensionConfig) -> str:
+    kind = de.kind_def
+    overlay = (
+        f" Kind `{kind.name}`: mapped columns carry their role names and canonical values, for the segment "
+        "tables." if kind else ""
+    )
+    latest = f", the latest `{de.delta_column}` winning" if de.delta_column else ""
+    snapshot = " Each partition is a full snapshot." if de.sync == "full" else ""
+    return (
+        f"`{de.name}` with clean column names (snake_case unless renamed) and Marketing Cloud's types, e-mails "
+        f"trimmed and lower-cased, one row per primary key{latest}.{snapshot}{overlay} Gated by the blocking "
+        f"`{CONTRACT_CHECK}` check."
+    )
+
+
+def build_clean_asset(de: DataExtensionConfig, config: ProjectConfig) -> dg.AssetsDefinition:
+    key = clean_key(de)
+    partitions_def = daily_partitions(config.start_date_of(de))
+    contacts = _contacts_for(de, config)
+    static: dict[str, object] = {"quarantine_tolerance": de.quarantine_tolerance, "sfmc/sync": de.sync}
+    if de.fields is not None:
+        static["dagster/column_schema"] = _column_schema(de, de.fields)
 
     @dg.asset(
         key=key,
@@ -127,17 +154,11 @@ def build_clean_asset(de: DataExtensionConfig, config: ProjectConfig) -> dg.Asse
         group_name=CLEAN_GROUP,
         kinds={"polars", "pandera", "parquet"},
         owners=list(de.owners),
-        tags={"layer": "clean", "domain": "marketing", "sfmc/kind": de.kind},
-        description=(
-            f"`{de.name}` in the canonical {de.kind} model: source columns mapped to roles, values to "
-            f"canonical enums, e-mails trimmed and lower-cased, one row per {de.kind_def.key_role} (latest "
-            f"{de.kind_def.time_role} wins), derived fields added. Gated by the blocking "
-            f"`{CONTRACT_CHECK}` check."
-        ),
-        metadata={"dagster/column_schema": _column_schema(de), "quarantine_tolerance": de.quarantine_tolerance},
-        check_specs=check_specs,
+        tags={"layer": "clean", "domain": "marketing", "sfmc/kind": de.kind or "generic"},
+        description=_description(de),
+        metadata=static,
+        check_specs=_check_specs(de, config, partitions_def),
         backfill_policy=dg.BackfillPolicy.single_run(),
-        code_version="1",
     )
     def _clean(context: dg.AssetExecutionContext, lake: LakeResource) -> Iterator[dg.MaterializeResult]:
         days = [_clean_day(p, de, lake, contacts, partitions_def) for p in context.partition_keys]
@@ -154,12 +175,14 @@ def clean_and_gate(store: ParquetLake, de: DataExtensionConfig, partition: str,
     the decision; the caller commits the valid rows only if the gate lets them through.
     """
     window = Window.day(partition)
-    plan = plan_clean(store.scan(raw_key(de).path, partition), de, as_of=window.end)
-    gate = Gate(contract(de.kind_def, window.start, window.end), {de.kind_def.key_role: plan.conflicting_keys})
-    schema = plan.frame.collect_schema()
-    valid = PartitionWriter(store.path(clean_key(de).path, partition), schema)
+    plan = plan_clean(store.scan(raw_key(de).path, partition), de, as_of=window.end,
+                      fields=raw_fields(store, de, partition))
+    schema = contract(de, plan.fields, (window.start, window.end) if de.sync == "incremental" else None)
+    gate = Gate(schema, {k: plan.conflicting_keys for k in unique_keys(schema)})
+    frame_schema = plan.frame.collect_schema()
+    valid = PartitionWriter(store.path(clean_key(de).path, partition), frame_schema)
     quarantined = PartitionWriter(store.path(quarantine_key(de), partition),
-                                  pl.Schema({**schema, REJECTION_REASONS: pl.String()}))
+                                  pl.Schema({**frame_schema, REJECTION_REASONS: pl.String()}))
     try:
         summary = gate_batches(batches(plan.frame, batch_rows), gate, valid.write, quarantined.write)
     except BaseException:
@@ -174,6 +197,34 @@ def clean_and_gate(store: ParquetLake, de: DataExtensionConfig, partition: str,
     return plan, summary, valid
 
 
+def _blocked(de: DataExtensionConfig, partition: str, gate: GateSummary, gate_md: dict[str, object]) -> DayResult:
+    rules = ", ".join(f"{rule} ({n})" for rule, n in list(gate.failures_by_rule().items())[:5])
+    return DayResult(
+        partition,
+        checks=[dg.AssetCheckResult(check_name=CONTRACT_CHECK, passed=False, metadata=gate_md,
+                                    description=f"{gate.failing_rows} of {gate.rows_checked} rows fail: {rules}")],
+        failure=(
+            f"Data extension {de.external_key}, partition {partition}: the {CONTRACT_CHECK} gate failed "
+            f"({gate.failing_rows} of {gate.rows_checked} rows; tolerance {de.quarantine_tolerance:.0%}"
+            f"{'; columns or types are wrong' if gate.blocking_schema_errors else ''}): {rules}. "
+            "Nothing was written; downstream assets do not run for this partition."
+        ),
+    )
+
+
+def _reconciliation(raw_rows: int, gate: GateSummary, removed: int) -> dg.AssetCheckResult:
+    clean_rows = gate.rows_checked - gate.failing_rows
+    accounted = clean_rows + gate.failing_rows + removed
+    return dg.AssetCheckResult(
+        check_name=RECONCILE_CHECK, passed=accounted == raw_rows,
+        metadata={"raw_rows": raw_rows, "clean_rows": clean_rows, "quarantined": gate.failing_rows,
+                  "duplicates_removed": removed, "unaccounted": raw_rows - accounted},
+        description=f"{raw_rows} raw = {clean_rows} clean + {gate.failing_rows} quarantined + "
+                    f"{removed} duplicates" if accounted == raw_rows
+                    else f"{raw_rows - accounted} raw rows are unaccounted for",
+    )
+
+
 def _clean_day(
     partition: str,
     de: DataExtensionConfig,
@@ -184,57 +235,36 @@ def _clean_day(
     """Clean and gate one day; write it only if the gate lets it through."""
     started = time.monotonic()
     key = clean_key(de)
-    window = Window.day(partition)
     store = lake.lake()
     raw_rows = store.scan(raw_key(de).path, partition).select(pl.len()).collect().item()
     plan, gate, valid = clean_and_gate(store, de, partition)
-    gate_md = _gate_metadata(gate, de.quarantine_tolerance)
+    masked = personal_columns(de, plan.fields)
+    gate_md = _gate_metadata(gate, de.quarantine_tolerance, masked)
     if gate.failing_rows:
         gate_md["quarantine_uri"] = str(store.path(quarantine_key(de), partition))
-    rules = ", ".join(f"{rule} ({n})" for rule, n in list(gate.failures_by_rule().items())[:5])
     if not gate.within(de.quarantine_tolerance):
         valid.abort()
-        return DayResult(
-            partition,
-            checks=[dg.AssetCheckResult(check_name=CONTRACT_CHECK, passed=False, metadata=gate_md,
-                                        description=f"{gate.failing_rows} of {gate.rows_checked} rows fail: {rules}")],
-            failure=(
-                f"Data extension {de.external_key}, partition {partition}: the {CONTRACT_CHECK} gate failed "
-                f"({gate.failing_rows} of {gate.rows_checked} rows; tolerance {de.quarantine_tolerance:.0%}"
-                f"{'; columns or types are wrong' if gate.blocking_schema_errors else ''}): {rules}. "
-                "Nothing was written; downstream assets do not run for this partition."
-            ),
-        )
+        return _blocked(de, partition, gate, gate_md)
     path = valid.commit()
     clean_rows = gate.rows_checked - gate.failing_rows
-    accounted = clean_rows + gate.failing_rows + plan.removed
     checks = [
         dg.AssetCheckResult(check_name=CONTRACT_CHECK, passed=True, metadata=gate_md,
                             description=f"{clean_rows} rows pass; {gate.failing_rows} quarantined"),
-        dg.AssetCheckResult(
-            check_name=RECONCILE_CHECK, passed=accounted == raw_rows,
-            metadata={"raw_rows": raw_rows, "clean_rows": clean_rows, "quarantined": gate.failing_rows,
-                      "duplicates_removed": plan.removed, "unaccounted": raw_rows - accounted},
-            description=f"{raw_rows} raw = {clean_rows} clean + {gate.failing_rows} quarantined + "
-                        f"{plan.removed} duplicates" if accounted == raw_rows
-                        else f"{raw_rows - accounted} raw rows are unaccounted for",
-        ),
+        _reconciliation(raw_rows, gate, plan.removed),
     ]
     written = store.scan(key.path, partition)
-    if contacts is not None and de.kind != "contacts":
+    if contacts is not None:
+        window = Window.day(partition)
         checks.append(_known_contacts_check(
             written, contacts, lake, partitions_def.get_partition_keys(current_time=window.end), key))
     head = written.head(5).collect()
-    return DayResult(
-        partition,
-        metadata={
-            "dagster/partition_row_count": clean_rows,
-            "dagster/uri": str(path),
-            "preview": preview(head, [r for r in PII_ROLES if r in head.columns]),
-            "rows_in": gate.rows_checked + plan.removed,
-            "duplicates_removed": plan.removed,
-            "rows_quarantined": gate.failing_rows,
-            "duration_s": round(time.monotonic() - started, 3),
-        },
-        checks=checks,
-    )
+    return DayResult(partition, checks=checks, metadata={
+        "dagster/partition_row_count": clean_rows,
+        "dagster/uri": str(path),
+        "dagster/column_schema": _column_schema(de, plan.fields),
+        "preview": preview(head, masked),
+        "rows_in": gate.rows_checked + plan.removed,
+        "duplicates_removed": plan.removed,
+        "rows_quarantined": gate.failing_rows,
+        "duration_s": round(time.monotonic() - started, 3),
+    })

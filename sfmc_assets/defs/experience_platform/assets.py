@@ -65,7 +65,7 @@ def build_publish_asset(de: DataExtensionConfig, config: ProjectConfig) -> dg.As
         )],
         kinds={"adobe", "parquet"},
         owners=list(de.owners),
-        tags={"layer": "publish", "domain": "marketing", "sfmc/kind": de.kind},
+        tags={"layer": "publish", "domain": "marketing", "sfmc/kind": de.kind or "generic"},
         description=(
             f"The validated `{de.name}` partition published to Experience Platform dataset `{mapping.dataset}` "
             f"as {xdm_class} records: one batch per day, replacing the day's previous batch."
@@ -81,7 +81,6 @@ def build_publish_asset(de: DataExtensionConfig, config: ProjectConfig) -> dg.As
         },
         pool=AEP_POOL,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        code_version="1",
     )
     def _publish(
         context: dg.AssetExecutionContext, experience_platform: ExperiencePlatformResource, lake: LakeResource

@@ -67,7 +67,9 @@ class XdmMapping(_Strict):
     fields: dict[str, str] = Field(default_factory=dict, description="XDM dot path -> canonical column.")
     identities: dict[str, IdentitySpec] = Field(default_factory=dict, description="Namespace -> identity.")
     event_type: EventTypeSpec | None = None
-    id_columns: list[str] = Field(default_factory=list, description="Primary key the `_id` is derived from.")
+    id_columns: list[str] = Field(
+        default_factory=list, description="Columns the `_id` is derived from (default: the primary key's)."
+    )
     timestamp: str | None = Field(default=None, description="Column of the event time (ExperienceEvents).")
 
     @model_validator(mode="after")
@@ -76,8 +78,6 @@ class XdmMapping(_Strict):
             # `_id` and `timestamp` are required by the ExperienceEvent class (doc §4.4).
             if not self.timestamp:
                 raise ValueError("an experience_event mapping needs `timestamp`")
-            if not self.id_columns:
-                raise ValueError("an experience_event mapping needs `id_columns` (the `_id` source)")
         elif self.timestamp or self.event_type:
             raise ValueError("`timestamp` and `event_type` only exist on experience_event mappings")
         primaries = [ns for ns, spec in self.identities.items() if spec.primary]

@@ -26,13 +26,13 @@ from typing import Any
 import orjson
 import polars as pl
 
-from sfmc_assets.lib.config import FieldSpec
 from sfmc_assets.lib.marketing_cloud.client import MalformedBodyError, MarketingCloudClient, json_object
 from sfmc_assets.lib.marketing_cloud.errors import (
     DataExtensionNotFoundError,
     InconsistentReadError,
     SchemaDriftError,
 )
+from sfmc_assets.lib.marketing_cloud.fields import FieldSpec
 from sfmc_assets.lib.marketing_cloud.types import empty_frame, typed_frame
 
 MAX_PAGE_SIZE = 2500
@@ -219,6 +219,7 @@ class RowsetReader:
         *,
         filter: str | None = None,
         order_by: str | None = None,
+        select: Sequence[str] | None = None,
         page_size: int = MAX_PAGE_SIZE,
         concurrency: int = 4,
         utc_offset_hours: float = -6.0,
@@ -230,6 +231,7 @@ class RowsetReader:
         self.fields = tuple(fields)
         self.filter = filter
         self.order_by = order_by or ",".join(f"{f.name} asc" for f in self.fields if f.is_primary_key) or None
+        self.select = list(select) if select else None  # `$fields`: read only these columns
         self.page_size = page_size
         self.concurrency = max(1, concurrency)
         self.utc_offset_hours = utc_offset_hours
@@ -242,6 +244,8 @@ class RowsetReader:
             params["$filter"] = self.filter
         if self.order_by:
             params["$orderBy"] = self.order_by
+        if self.select:
+            params["$fields"] = ",".join(self.select)
         return self.client.get_parsed(f"data/v1/customobjectdata/key/{self.key}/rowset", params, decode_page,
                                       data_extension=self.key)
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from sfmc_assets.lib.config import FieldSpec
+from sfmc_assets.lib.marketing_cloud.fields import FieldSpec
 
 PARSE_ERRORS = "_parse_errors"
 DATE_FORMAT = "%m/%d/%Y %I:%M:%S %p"

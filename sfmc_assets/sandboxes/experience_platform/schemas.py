@@ -166,6 +166,37 @@ ACTIVITIES_SCHEMA: dict[str, Any] = {
     ),
 }
 
+# Orders from a generic data extension: Adobe's "Commerce Details" field group plus tenant fields.
+ORDERS_SCHEMA: dict[str, Any] = {
+    "$id": _schema_id("sfmc-orders"),
+    "title": "SFMC Orders",
+    "meta:class": EVENT_CLASS,
+    "meta:immutableTags": ["union"],
+    **_obj(
+        {
+            "_id": _S,
+            "timestamp": _DATETIME,
+            "eventType": _S,
+            "identityMap": {"type": "identityMap"},
+            "commerce": _obj({"order": _obj({"purchaseID": _S, "priceTotal": {"type": "number"}, "currencyCode": _S})}),
+            TENANT_FIELD: _obj(
+                {
+                    "order": _obj(
+                        {
+                            "status": _S,
+                            "discountRate": {"type": "number"},
+                            "isGift": {"type": "boolean"},
+                            "loyaltyPoints": {"type": "integer"},
+                            "shipDate": _DATETIME,
+                        }
+                    )
+                }
+            ),
+        },
+        ["_id", "timestamp"],
+    ),
+}
+
 PROFILE_TAGS: dict[str, list[str]] = {"unifiedProfile": ["enabled:true"], "unifiedIdentity": ["enabled:true"]}
 
 
@@ -186,6 +217,7 @@ SEED_DATASETS: tuple[SeedDataset, ...] = (
     SeedDataset("contacts", "5ad0c0a1e0c7a5d000000001", "SFMC Contacts", CONTACTS_SCHEMA),
     SeedDataset("engagement", "5ad0c0a1e0c7a5d000000002", "SFMC Campaign Engagement", ENGAGEMENT_SCHEMA),
     SeedDataset("activities", "5ad0c0a1e0c7a5d000000003", "SFMC Web Activities", ACTIVITIES_SCHEMA),
+    SeedDataset("orders", "5ad0c0a1e0c7a5d000000004", "SFMC Orders", ORDERS_SCHEMA),
 )
 
 

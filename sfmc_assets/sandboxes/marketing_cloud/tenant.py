@@ -117,7 +117,7 @@ def _f(name: str, type_: str, length: int | None = None, scale: int | None = Non
     return (name, type_, length, scale, pk, nullable)
 
 
-def _build(key: str, name: str, delta: str, description: str, specs: list[tuple]) -> DataExtension:
+def _build(key: str, name: str, delta: str | None, description: str, specs: list[tuple]) -> DataExtension:
     fields = [Field(n, t, ln, sc, pk, nl and not pk, i + 1) for i, (n, t, ln, sc, pk, nl) in enumerate(specs)]
     return DataExtension(key, name, fields, delta, description)
 
@@ -128,7 +128,8 @@ def default_data_extensions() -> list[DataExtension]:
         _build("Contacts_DE", "Contacts", "ModifiedDate", "Subscribers with lifecycle stage and purchases", [
             _f("SubscriberKey", "Text", 254, pk=True), _f("EmailAddress", "EmailAddress", 254, nullable=False),
             _f("FirstName", "Text", 100), _f("LastName", "Text", 100),
-            _f("CustomerStage", "Text", 50, nullable=False), _f("OptIn", "Boolean", nullable=False),
+            # OptIn may be empty (consent unknown): Marketing Cloud allows a nullable Boolean.
+            _f("CustomerStage", "Text", 50, nullable=False), _f("OptIn", "Boolean"),
             _f("TotalOrders", "Number"), _f("LifetimeValue", "Decimal", 18, 2), _f("LastOrderDate", "Date"),
             _f("Locale", "Locale", 5), _f("MobilePhone", "Phone", 50), _f("ModifiedDate", "Date", nullable=False),
         ]),
@@ -143,10 +144,23 @@ def default_data_extensions() -> list[DataExtension]:
             _f("ActivityType", "Text", 50, nullable=False), _f("PageURL", "Text", 500), _f("FormName", "Text", 100),
             _f("OrderID", "Text", 50), _f("OrderAmount", "Decimal", 18, 2), _f("ActivityDate", "Date", nullable=False),
         ]),
+        # Generic shapes: Decimal and Boolean columns (some Booleans empty), a nullable Date, a field name
+        # with a space; and a preference centre with a composite key and no date column at all.
+        _build("Orders", "Orders", "OrderDate", "Orders with totals, discounts and gift flags", [
+            _f("OrderID", "Text", 36, pk=True), _f("SubscriberKey", "Text", 254, nullable=False),
+            _f("OrderTotal", "Decimal", 12, 2, nullable=False), _f("DiscountRate", "Decimal", 5, 4),
+            _f("IsGift", "Boolean"), _f("Currency", "Text", 3, nullable=False), _f("Status", "Text", 20, nullable=False),
+            _f("LoyaltyPoints", "Number"), _f("Ship Date", "Date"), _f("OrderDate", "Date", nullable=False),
+        ]),
+        _build("Channel_Preferences", "Channel Preferences", None, "Preference centre: consent per channel", [
+            _f("SubscriberKey", "Text", 254, pk=True), _f("Channel", "Text", 20, pk=True), _f("OptedIn", "Boolean"),
+            _f("Frequency", "Text", 20), _f("Topics", "Text", 200), _f("Preferred Language", "Locale", 5),
+        ]),
     ]
 
 
-DEFAULT_ROWS = {"Contacts_DE": 2000, "Campaign_Engagement": 20000, "Web_Activities": 20000}
+DEFAULT_ROWS = {"Contacts_DE": 2000, "Campaign_Engagement": 20000, "Web_Activities": 20000, "Orders": 3000,
+                "Channel_Preferences": 4500}
 
 # -- deterministic generation (SQL) ------------------------------------------------------------------
 # h(i, salt) is a deterministic pseudo-random UBIGINT; lists are indexed with it.
@@ -196,7 +210,8 @@ def _generation_sql(de: DataExtension, n: int, n_contacts: int, start: dt.date, 
                ELSE first_ascii || '.' || last_ascii || i || '@' || domain END AS "EmailAddress",
           CASE WHEN i % 23 = 5 THEN NULL ELSE first END AS "FirstName",
           CASE WHEN i % 29 = 7 THEN NULL ELSE last END AS "LastName",
-          stage AS "CustomerStage", (h(i, 'optin') % 10) < 8 AS "OptIn",
+          stage AS "CustomerStage",
+          CASE WHEN h(i, 'optnull') % 50 = 0 THEN NULL ELSE (h(i, 'optin') % 10) < 8 END AS "OptIn",
           orders AS "TotalOrders",
           CASE WHEN orders = 0 THEN NULL ELSE (orders * (20 + h(i, 'aov') % 180) + (h(i, 'c') % 100) / 100.0)::DECIMAL(18,2) END AS "LifetimeValue",
           CASE WHEN orders = 0 THEN NULL
@@ -244,7 +259,38 @@ def _generation_sql(de: DataExtension, n: int, n_contacts: int, start: dt.date, 
                              WHEN h(i, 'k') % 100 < 75 THEN 'Purchase' WHEN h(i, 'k') % 100 < 90 THEN 'EmailOpen'
                              ELSE 'EmailClick' END AS kind
               FROM range({n}) t(i))"""
+    if de.key == "Orders":
+        return _orders_sql(n, n_contacts, delta)
+    if de.key == "Channel_Preferences":
+        return _preferences_sql(n)
     raise KeyError(de.key)
+
+
+def _orders_sql(n: int, n_contacts: int, delta: str) -> str:
+    return f"""
+        SELECT 'ORD-' || lpad(i::VARCHAR, 9, '0') AS "OrderID",
+          'CUST-' || lpad((h(i, 'oc') % {max(n_contacts, 1)})::VARCHAR, 7, '0') AS "SubscriberKey",
+          (5 + h(i, 'ot') % 995 + (h(i, 'otc') % 100) / 100.0)::DECIMAL(12,2) AS "OrderTotal",
+          CASE WHEN h(i, 'dr') % 3 = 0 THEN NULL ELSE ((h(i, 'drv') % 3000) / 10000.0)::DECIMAL(5,4) END AS "DiscountRate",
+          CASE WHEN h(i, 'g') % 10 < 3 THEN NULL ELSE h(i, 'gv') % 5 = 0 END AS "IsGift",
+          {_pick(['EUR', 'EUR', 'USD', 'GBP'], 'cur')} AS "Currency",
+          {_pick(['Placed', 'Shipped', 'Shipped', 'Delivered', 'Delivered', 'Returned'], 'st')} AS "Status",
+          CASE WHEN h(i, 'lp') % 4 = 0 THEN NULL ELSE (h(i, 'lpv') % 500)::BIGINT END AS "LoyaltyPoints",
+          CASE WHEN h(i, 'sd') % 3 = 0 THEN NULL ELSE ordered + to_days((1 + h(i, 'sdv') % 5)::INT) END AS "Ship Date",
+          ordered AS "OrderDate"
+        FROM (SELECT i, {delta} AS ordered FROM range({n}) t(i))"""
+
+
+def _preferences_sql(n: int) -> str:
+    # Three channels per subscriber: (SubscriberKey, Channel) is the key.
+    return f"""
+        SELECT 'CUST-' || lpad((i // 3)::VARCHAR, 7, '0') AS "SubscriberKey",
+          list_extract(['Email', 'SMS', 'Push'], (i % 3)::INT + 1) AS "Channel",
+          CASE WHEN h(i, 'po') % 25 = 0 THEN NULL ELSE h(i, 'pov') % 10 < 7 END AS "OptedIn",
+          CASE WHEN h(i, 'pf') % 5 = 0 THEN NULL ELSE {_pick(['Daily', 'Weekly', 'Weekly', 'Monthly'], 'pfv')} END AS "Frequency",
+          CASE WHEN h(i, 'pt') % 4 = 0 THEN NULL ELSE {_pick(['offers', 'news', 'offers,news', 'events'], 'ptv')} END AS "Topics",
+          {_pick(['en-US', 'fr-FR', 'de-DE', 'es-ES'], 'pl')} AS "Preferred Language"
+        FROM range({n}) t(i)"""
 
 
 def _served(f: Field) -> str:
@@ -253,7 +299,7 @@ def _served(f: Field) -> str:
     if f.type == "Date":
         text = f"strftime({col}, '%-m/%-d/%Y %-I:%M:%S %p')"
     elif f.type == "Boolean":
-        text = f"CASE WHEN {col} THEN 'True' ELSE 'False' END"
+        text = f"CASE WHEN {col} IS NULL THEN NULL WHEN {col} THEN 'True' ELSE 'False' END"
     else:
         text = f"CAST({col} AS VARCHAR)"
     override = f"json_extract_string(_raw, '$.\"{f.name}\"')"
@@ -316,7 +362,7 @@ class Tenant:
 
     def _load_or_generate(self, rows: Mapping[str, int]) -> None:
         params = json.dumps({"seed": self.seed, "start": self.start.isoformat(), "end": self.end.isoformat(),
-                             "rows": dict(sorted(rows.items())), "generator": 1}, sort_keys=True)
+                             "rows": dict(sorted(rows.items())), "generator": 2}, sort_keys=True)
         self._db.execute("CREATE TABLE IF NOT EXISTS _meta (k VARCHAR PRIMARY KEY, v VARCHAR)")
         stored = self._db.execute("SELECT v FROM _meta WHERE k = 'params'").fetchone()
         catalog = self._db.execute("SELECT v FROM _meta WHERE k = 'catalog'").fetchone()

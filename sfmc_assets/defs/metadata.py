@@ -1,12 +1,9 @@
-"""Materialisation metadata the Dagster UI shows: column schemas and PII-masked previews."""
+"""Materialisation metadata the Dagster UI shows: column schemas and previews with personal columns masked."""
 
 from collections.abc import Iterable
 
 import dagster as dg
 import polars as pl
-
-#: Masked in previews: metadata is stored verbatim in the event log, which is no place for contact data.
-PII_ROLES = ("email", "first_name", "last_name", "phone")
 
 
 def table_schema(schema: pl.Schema, descriptions: dict[str, str] | None = None) -> dg.TableSchema:
