@@ -157,9 +157,9 @@ def clean_and_gate(store: ParquetLake, de: DataExtensionConfig, partition: str,
     plan = plan_clean(store.scan(raw_key(de).path, partition), de, as_of=window.end)
     gate = Gate(contract(de.kind_def, window.start, window.end), {de.kind_def.key_role: plan.conflicting_keys})
     schema = plan.frame.collect_schema()
-    valid = PartitionWriter(store.path(clean_key(de).path, partition), schema)
-    quarantined = PartitionWriter(store.path(quarantine_key(de), partition),
-                                  pl.Schema({**schema, REJECTION_REASONS: pl.String()}))
+    valid = store.partition_writer(clean_key(de).path, partition, schema)
+    quarantined = store.partition_writer(quarantine_key(de), partition,
+                                         pl.Schema({**schema, REJECTION_REASONS: pl.String()}))
     try:
         summary = gate_batches(batches(plan.frame, batch_rows), gate, valid.write, quarantined.write)
     except BaseException:
