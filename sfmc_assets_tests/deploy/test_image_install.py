@@ -46,11 +46,13 @@ def _ignored(rel: PurePosixPath, patterns: list[str]) -> bool:
 def stage_context(dest: Path) -> Path:
     """Copy the files Docker would send as the build context (`COPY . /app`)."""
     patterns = _ignore_patterns()
-    for path in REPO.rglob("*"):
-        rel = PurePosixPath(path.relative_to(REPO).as_posix())
-        if path.is_file() and not _ignored(rel, patterns):
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, dest / rel)
+    for root, dirs, files in os.walk(REPO):
+        base = PurePosixPath(Path(root).relative_to(REPO).as_posix())
+        dirs[:] = [d for d in dirs if not _ignored(base / d, patterns)]  # never walk .venv, .git, ...
+        for name in files:
+            if not _ignored(base / name, patterns):
+                (dest / base).mkdir(parents=True, exist_ok=True)
+                shutil.copy2(Path(root) / name, dest / base / name)
     return dest
 
 
