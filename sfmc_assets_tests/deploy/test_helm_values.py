@@ -173,7 +173,8 @@ def test_instance_settings_are_the_production_ones() -> None:
 def test_code_location_image_and_secrets() -> None:
     pyproject = (REPO / "pyproject.toml").read_text(encoding="utf-8")
     dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
-    module = re.search(r'^module_name = "([^"]+)"$', pyproject, re.MULTILINE).group(1)  # type: ignore[union-attr]
+    module = re.search(r'^code_location_target_module = "([^"]+)"$', pyproject,  # [tool.dg.project]
+                       re.MULTILINE).group(1)  # type: ignore[union-attr]
     assert DEPLOYMENT["codeServerArgs"] == ["-m", module]
     assert f"EXPOSE {DEPLOYMENT['port']}" in dockerfile
     uid = re.search(r"--uid (\d+)", dockerfile).group(1)  # type: ignore[union-attr]
