@@ -25,8 +25,8 @@ test: install  ## the whole suite: lint, definitions validation, pytest
 lint: install
 	$(BIN)/ruff check sfmc_assets sfmc_assets_tests bench
 
-lock:  ## re-resolve requirements.lock from pyproject.toml (dev extra included)
-	$(BIN)/uv pip compile -q -p $(BIN)/python pyproject.toml --extra dev --extra bench -o requirements.lock
+lock:  ## re-resolve requirements.lock from pyproject.toml (dev, bench, k8s and cloud extras included)
+	$(BIN)/uv pip compile -q -p $(BIN)/python pyproject.toml --extra dev --extra bench --extra k8s --extra cloud -o requirements.lock
 
 bench: install  ## the benchmark suite (see bench/README.md)
 	$(BIN)/python -m bench

@@ -20,7 +20,7 @@ from sfmc_assets.lib.lake import ParquetLake
 from sfmc_assets.lib.marketing_cloud import MarketingCloudClient
 from sfmc_assets.lib.marketing_cloud.client import DEFAULT_MAX_CONCURRENCY
 from sfmc_assets.lib.retrying import LogSink, RetrySettings
-from sfmc_assets.lib.warehouse import Warehouse
+from sfmc_assets.lib.warehouse import PostgresWarehouse, Warehouse, open_warehouse
 
 SFMC_ENV_VARS = ("SFMC_CLIENT_ID", "SFMC_CLIENT_SECRET", "SFMC_AUTH_BASE_URI")
 
@@ -160,12 +160,14 @@ class LakeResource(dg.ConfigurableResource):
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The DuckDB file of the segment-ready tables (SFMC_ASSETS_WAREHOUSE)."""
+    """Where the segment-ready tables live (SFMC_ASSETS_WAREHOUSE): a DuckDB file, or PostgreSQL when run
+    workers on several machines write segment days at once (docs/deploy.md)."""
 
-    path: str = Field(description="Path of the DuckDB file.")
+    path: str = Field(description="Path of the DuckDB file, or a PostgreSQL URL (postgresql://user@host/db; "
+                                  "the password from PGPASSWORD).")
 
-    def warehouse(self) -> Warehouse:
-        return Warehouse(self.path)
+    def warehouse(self) -> Warehouse | PostgresWarehouse:
+        return open_warehouse(self.path)
 
 
 def marketing_cloud_resource() -> MarketingCloudResource:

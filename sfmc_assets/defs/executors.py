@@ -2,8 +2,8 @@
 
 `SFMC_ASSETS_EXECUTOR`: `multiprocess` (default: one process per step, steps in parallel, up to
 `SFMC_ASSETS_MAX_CONCURRENT` at once) or `in_process` (all steps in the run's process: less start-up
-cost on small machines and in tests). On Kubernetes, the same variable can name `k8s` once dagster-k8s
-is installed in the image.
+cost on small machines and in tests) or `k8s` (one Kubernetes pod per step: `dagster_k8s.k8s_job_executor`,
+from the `k8s` extra the image installs; step pods take the run launcher's settings, docs/deploy.md).
 """
 
 import os

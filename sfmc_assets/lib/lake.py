@@ -1,9 +1,20 @@
 """The Parquet lake: one file per asset and daily partition, written in one place.
 
 `<base>/<asset key path>/<partition>.parquet`. The base is any fsspec/UPath location (a local folder by
-default, `s3://bucket/prefix` in production). Writes are all-or-nothing: a file appears only once it is
-complete (local: write to a temporary name, then rename; object stores: a single PUT), so a run killed
-mid-write never leaves a partition that looks complete. Rewriting a partition replaces it.
+default, `s3://bucket/prefix` in production). Writes are all-or-nothing, so a run killed mid-write never
+leaves a partition that looks complete, and rewriting a partition replaces it:
+
+- the file is first written under `<base>/_staging/` (a temporary name, never a partition's name);
+- local disk: it is then renamed onto the partition (atomic on one filesystem);
+- object stores: a "rename" is a server-side copy then a delete. The copy is atomic (S3 CopyObject, GCS
+  rewrite, Azure copy: the key shows the old object or the complete new one, never part of it), and the
+  staged object itself only appears once its upload completed (a single PUT, or a multipart upload that is
+  invisible until completed).
+
+A process killed at any point therefore leaves, at worst, an orphan under `_staging/` (killed between the
+upload and the copy) or an incomplete multipart upload (killed mid-upload): readers never look there, and
+the rerun writes a fresh staged object. Expire both with a bucket lifecycle rule (docs/deploy.md).
+Staging is never swept from here: a sweep could remove the file a concurrent writer is about to copy.
 """
 
 import contextlib
@@ -14,20 +25,27 @@ import polars as pl
 import pyarrow.parquet as pq
 from upath import UPath
 
+#: Where partition files are written before they take their name (relative to the lake's base).
+STAGING_DIR = "_staging"
+
 #: Object stores Polars reads natively (lazily, with predicate and projection push-down).
 _POLARS_NATIVE = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "http", "https", "hf")
 
 
 class PartitionWriter:
-    """Appends typed pages to one partition file; nothing is visible until `commit()`."""
+    """Appends typed pages to one partition file; nothing is visible under `target` until `commit()`.
 
-    def __init__(self, target: UPath, schema: pl.Schema) -> None:
+    `tmp` is where the file is written first (`ParquetLake.partition_writer` puts it under the lake's
+    staging folder); without it, a hidden name next to the target.
+    """
+
+    def __init__(self, target: UPath, schema: pl.Schema, tmp: UPath | None = None) -> None:
         self.target = target
         self.schema = schema
         #: Key-value metadata written into the file's footer at `commit()` (what the partition is).
         self.metadata: dict[str, str] = {}
         self.rows = 0
-        self._tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        self._tmp = tmp or target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
         self._tmp.parent.mkdir(parents=True, exist_ok=True)
         self._sink = self._tmp.open("wb")
         self._writer: pq.ParquetWriter | None = None
@@ -46,8 +64,9 @@ class PartitionWriter:
         if self.metadata:
             self._writer.add_key_value_metadata(self.metadata)
         self._writer.close()
-        self._sink.close()
-        self._tmp.rename(self.target)
+        self._sink.close()  # local: flushed; object store: the staged object now exists, complete
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp.rename(self.target)  # local: rename(2); object store: atomic copy, then delete
         return self.target
 
     def abort(self) -> None:
@@ -72,10 +91,15 @@ class ParquetLake:
     def exists(self, key: Sequence[str], partition: str) -> bool:
         return self.path(key, partition).exists()
 
+    def partition_writer(self, key: Sequence[str], partition: str, schema: pl.Schema) -> PartitionWriter:
+        """A writer for one partition, staged under `_staging/`; the caller commits or aborts it."""
+        tmp = self.base.joinpath(STAGING_DIR, *key, f"{partition}.{uuid.uuid4().hex}.parquet.tmp")
+        return PartitionWriter(self.path(key, partition), schema, tmp)
+
     @contextlib.contextmanager
     def writer(self, key: Sequence[str], partition: str, schema: pl.Schema) -> Iterator[PartitionWriter]:
         """Write a partition page by page; it replaces the old file only if the block completes."""
-        w = PartitionWriter(self.path(key, partition), schema)
+        w = self.partition_writer(key, partition, schema)
         try:
             yield w
         except BaseException:

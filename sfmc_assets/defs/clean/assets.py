@@ -180,9 +180,9 @@ def clean_and_gate(store: ParquetLake, de: DataExtensionConfig, partition: str,
     schema = contract(de, plan.fields, (window.start, window.end) if de.sync == "incremental" else None)
     gate = Gate(schema, {k: plan.conflicting_keys for k in unique_keys(schema)})
     frame_schema = plan.frame.collect_schema()
-    valid = PartitionWriter(store.path(clean_key(de).path, partition), frame_schema)
-    quarantined = PartitionWriter(store.path(quarantine_key(de), partition),
-                                  pl.Schema({**frame_schema, REJECTION_REASONS: pl.String()}))
+    valid = store.partition_writer(clean_key(de).path, partition, frame_schema)
+    quarantined = store.partition_writer(quarantine_key(de), partition,
+                                         pl.Schema({**frame_schema, REJECTION_REASONS: pl.String()}))
     try:
         summary = gate_batches(batches(plan.frame, batch_rows), gate, valid.write, quarantined.write)
     except BaseException:
