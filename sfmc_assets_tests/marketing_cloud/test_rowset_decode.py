@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sfmc_assets.lib.marketing_cloud.fields import FieldSpec
 from sfmc_assets.lib.marketing_cloud.client import MalformedBodyError
 from sfmc_assets.lib.marketing_cloud.errors import InconsistentReadError, SchemaDriftError
+from sfmc_assets.lib.marketing_cloud.fields import FieldSpec
 from sfmc_assets.lib.marketing_cloud.rowset import (
     RowsetReader,
     _decode_with_orjson,
