@@ -53,7 +53,7 @@ def raw_frame(rows: int) -> pl.DataFrame:
         SubscriberKey=pl.format("CUST-{}", (h % 200_000).cast(pl.String).str.zfill(7)),
         CampaignID=pl.format("CMP-{}", (h % 40).cast(pl.String)),
         CampaignName=pick(["Autumn Sale", " Welcome series ", "Loyalty reward", "Re-engagement"], 1),
-        Channel=pick(["Email", "SMS", "Push", None], 2),
+        Channel=pick(["Email", "SMS", "Push", " email "], 2),  # required in Marketing Cloud: never empty
         EventName=pick(["Sent", "Opened", "Clicked", " replied", "Unsubscribed", "Bounced", "OPENED"], 3),
         ResponseSentiment=pick([None, None, None, "Positive", "negative ", "Neutral"], 4),
         LinkURL=pl.when(h % 3 == 0).then(pl.format("https://example.com/offer/{}", h % 977)),
@@ -84,7 +84,7 @@ def main() -> None:
     summary = _validate(parts, schema, plan.conflicting_keys, plan.key)
     validate_s = time.perf_counter() - started
     started = time.perf_counter()
-    _validate(parts, schema, plan.conflicting_keys, de.kind_def.key_role)
+    _validate(parts, schema, plan.conflicting_keys, plan.key)
     warm_validate_s = time.perf_counter() - started
     total = clean_s + validate_s
     assert summary.failing_rows == 0 and not summary.blocking_schema_errors, summary.failures_by_rule()

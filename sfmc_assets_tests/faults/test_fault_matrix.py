@@ -152,8 +152,16 @@ def _drop_column(env: Env) -> Callable[[], None]:
 
 
 def _retype_column(env: Env) -> Callable[[], None]:
+    # Retyping loses the values that do not convert (all of them here); the repair retypes the column
+    # back and restores the day's values, as re-importing them would (Channel is required).
+    start = dt.datetime.fromisoformat(PARTITION).replace(tzinfo=dt.timezone.utc)
+    rows = env.mc.ground_truth(KEY, start, start + dt.timedelta(days=1)).to_dicts()
     env.mc.alter_schema(KEY, retype={"Channel": "Number"})
-    return lambda: env.mc.alter_schema(KEY, retype={"Channel": "Text"})
+
+    def repair() -> None:
+        env.mc.alter_schema(KEY, retype={"Channel": "Text"})
+        env.mc.upsert_rows(KEY, rows)
+    return repair
 
 
 def _small_upload_limit(env: Env) -> Callable[[], None]:
