@@ -240,3 +240,23 @@ def test_the_fifth_data_extension_is_configuration_only(tmp_path: Path) -> None:
     assert {"sfmc/raw/orders", "sfmc/clean/orders", "aep/orders", "sfmc/raw/preferences",
             "sfmc/clean/preferences", "sfmc/deletes/preferences"} <= keys
     assert len(load_config().data_extensions) == 4
+
+
+def test_empty_opt_ins_pass_every_day_at_zero_tolerance(
+    run, fresh_mc_sandbox: MarketingCloudSandbox, tmp_path: Path
+) -> None:
+    """Every day of the sandbox, each with contacts whose consent is unknown: nothing blocked or
+    quarantined, one Profile record per contact."""
+    days = [dt.date(2026, 10, 1) + dt.timedelta(days=i) for i in range(7)]
+    template = fresh_mc_sandbox.ground_truth("Contacts_DE").head(1).to_dicts()[0]
+    fresh_mc_sandbox.upsert_rows("Contacts_DE", [
+        template | {"SubscriberKey": f"CUST-UNKNOWN-{d:%d}", "OptIn": None,
+                    "ModifiedDate": dt.datetime.combine(d, dt.time(9), tzinfo=UTC)} for d in days])
+    for day in days:
+        result = run(day.isoformat(), "sfmc/raw/contacts*")
+        checks = check_evaluations(result)
+        contract = checks[("sfmc/clean/contacts", "pandera_contract")]
+        assert contract.passed and contract.metadata["failing_rows"].value == 0, day
+        clean = lake(tmp_path).read(["sfmc", "clean", "contacts"], day.isoformat())
+        assert clean["opt_in"].null_count() >= 1, day
+        assert checks[("aep/contacts", "reconciles_with_clean")].metadata["records_accepted"].value == clean.height

@@ -4,6 +4,7 @@ Records are checked with the sandbox's own validator on the Parquet bytes we pro
 batch promotion would decide, without the HTTP round trip (the client tests do that part).
 """
 
+import datetime as dt
 import io
 import uuid
 
@@ -168,3 +169,16 @@ def test_column_lineage() -> None:
     assert lineage["_id"] == ["contact_key"]
     assert lineage["_sfmcsandbox.lifecycle.lifetimeValue"] == ["lifetime_value"]
 
+
+
+def test_every_key_column_enters_the_record_id() -> None:
+    """A composite key: the same subscriber on two channels gets two `_id`s, each stable across runs."""
+    from sfmc_assets.lib.experience_platform.xdm import XdmMapping, to_xdm
+
+    mapping = XdmMapping(dataset="ds", xdm_class="experience_event", timestamp="at",
+                         id_columns=["subscriber_key", "channel"], fields={"_t.p.channel": "channel"})
+    frame = pl.DataFrame({"subscriber_key": ["S1", "S1"], "channel": ["Email", "SMS"],
+                          "at": [dt.datetime(2026, 10, 2, tzinfo=dt.timezone.utc)] * 2})
+    ids = to_xdm(frame, mapping)["_id"].to_list()
+    assert len(set(ids)) == 2 and ids == to_xdm(frame, mapping)["_id"].to_list()
+    assert ids[0] == str(uuid.uuid5(XDM_ID_NAMESPACE, "\x1f".join(("ds", "S1", "Email"))))

@@ -120,3 +120,27 @@ def test_batches_report_exactly_what_one_pandera_run_reports(broken) -> None:
 def test_a_gate_needs_the_repeated_values_of_unique_columns() -> None:
     with pytest.raises(ValueError, match="contact_key"):
         Gate(CONTRACT, {})
+
+
+def test_a_composite_key_is_unique_as_a_whole() -> None:
+    """(subscriber, channel) repeats are flagged on every row holding them, in any batch; the same
+    subscriber on two channels is not a repeat."""
+    from sfmc_assets.lib.config import DataExtensionConfig
+    from sfmc_assets.lib.marketing_cloud.fields import FieldSpec
+
+    fields = (FieldSpec(name="SubscriberKey", type="Text", length=254, is_primary_key=True, is_nullable=False),
+              FieldSpec(name="Channel", type="Text", length=20, is_primary_key=True, is_nullable=False),
+              FieldSpec(name="OptedIn", type="Boolean"))
+    de = DataExtensionConfig(name="preferences", external_key="P", sync="full", fields=fields)
+    schema = contract(de, fields)
+    rows = pl.DataFrame({"subscriber_key": ["S1", "S1", "S2", "S1"], "channel": ["Email", "SMS", "Email", "Email"],
+                         "opted_in": [True, None, False, False], "_parse_errors": [None] * 4,
+                         "partition_date": [dt.date(2026, 10, 2)] * 4}, schema_overrides={"_parse_errors": pl.String})
+    whole = validate(rows, schema)
+    assert whole.failures_by_rule() == {"subscriber_key, channel: multiple_fields_uniqueness": 2}
+    assert whole.quarantined.select("subscriber_key", "channel").rows() == [("S1", "Email")] * 2
+    gate = Gate(schema, repeated_values(rows, schema))
+    summary = gate_batches((rows.slice(i, 1) for i in range(4)), gate, lambda _: None, lambda _: None)
+    assert summary.failure_cases.equals(whole.failure_cases)
+    assert "S***, E***" not in str(summary.sample(10, personal=["channel"]))  # masked as a whole when personal
+    assert str(summary.sample(10, personal=["channel"])["value"].to_list()) == "['S***', 'S***']"
