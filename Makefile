@@ -28,10 +28,10 @@ lint: install
 lock:  ## re-resolve requirements.lock from pyproject.toml (dev, bench, k8s and cloud extras included)
 	$(BIN)/uv pip compile -q -p $(BIN)/python pyproject.toml --extra dev --extra bench --extra k8s --extra cloud -o requirements.lock
 
-bench: install  ## the benchmark suite (see bench/README.md)
+bench: install  ## the benchmark suite (docs/benchmarks.md)
 	$(BIN)/python -m bench
 
-fault-table: install  ## run the fault matrix and write its results into README.md
+fault-table: install  ## run the fault matrix and write its results into docs/faults.md
 	rm -rf .sfmc_assets/fault_matrix
 	SFMC_FAULT_MATRIX_OUT=.sfmc_assets/fault_matrix $(BIN)/pytest -q -n 2 sfmc_assets_tests/faults
 	$(BIN)/python -m sfmc_assets_tests.faults.table .sfmc_assets/fault_matrix

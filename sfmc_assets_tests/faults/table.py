@@ -1,7 +1,7 @@
-"""`python -m sfmc_assets_tests.faults.table <folder>`: write the fault matrix into README.md.
+"""`python -m sfmc_assets_tests.faults.table <folder>`: write the fault matrix into docs/faults.md.
 
 The rows come from the fault-matrix tests themselves (`SFMC_FAULT_MATRIX_OUT=...`, set by
-`make fault-table`), so the README shows what the suite observed, not what we hoped.
+`make fault-table`), so the page shows what the suite observed, not what we hoped.
 """
 
 import json
@@ -34,12 +34,12 @@ def main() -> None:
     rows = [json.loads(p.read_text()) for p in sorted(Path(sys.argv[1]).glob("*.json"))]
     if not rows:
         raise SystemExit(f"no fault results in {sys.argv[1]}: run the fault-matrix tests with SFMC_FAULT_MATRIX_OUT")
-    readme = REPO / "README.md"
-    text = readme.read_text()
+    page = REPO / "docs" / "faults.md"
+    text = page.read_text()
     before, rest = text.split(START, 1)
     _, after = rest.split(END, 1)
-    readme.write_text(before + render(rows) + after)
-    print(f"README.md: fault table with {len(rows)} rows")
+    page.write_text(before + render(rows) + after)
+    print(f"docs/faults.md: fault table with {len(rows)} rows")
 
 
 if __name__ == "__main__":
