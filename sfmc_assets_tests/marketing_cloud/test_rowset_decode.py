@@ -138,10 +138,18 @@ def test_items_missing_a_column_have_null_there() -> None:
 GOOD = orjson.dumps(body([item("a", n="1", when="6/23/2024 12:00:00 AM"), item("b", n="", when="")], count=2))
 
 
-@pytest.mark.parametrize("cut", range(1, len(GOOD)))
-def test_every_truncation_of_a_page_is_malformed(cut: int) -> None:
-    with pytest.raises(MalformedBodyError):
-        decode_page(GOOD[:cut])
+def test_every_truncation_of_a_page_is_malformed() -> None:
+    """Exhaustive: each of the page's proper prefixes (one test, not one per cut: the same coverage
+    without 450 test items' set-up)."""
+    accepted = []
+    for cut in range(1, len(GOOD)):
+        try:
+            decode_page(GOOD[:cut])
+        except MalformedBodyError:
+            continue
+        accepted.append(cut)
+    assert accepted == [], f"truncated pages decoded without error at cuts {accepted}"
+    assert decode_page(GOOD).count == 2
 
 
 @pytest.mark.parametrize("content", [b"", b"null", b"[]", b'"x"', GOOD + b"garbage", GOOD + b"{}",
