@@ -162,47 +162,12 @@ class MarketingCloudSandbox:
         de = self._de(key)
         pk = (de.pk or de.fields)[0].name
         noon = dt.datetime.combine(day, dt.time(12), tzinfo=dt.timezone.utc)
-        template = self.ground_truth(key).head(n).to_dicts()
-        text_enum = {"Contacts_DE": "CustomerStage", "Campaign_Engagement": "EventName",
-                     "Web_Activities": "ActivityType"}.get(key)
         rows: list[dict[str, Any]] = []
-        for i, row in enumerate(template):
-            row = dict(row)
+        for i, row in enumerate(self.ground_truth(key).head(n).to_dicts()):
             row[pk] = f"BAD-{kind}-{day:%Y%m%d}-{0 if kind == 'duplicate_key' else i}"
             if de.delta:
                 row[de.delta] = noon + dt.timedelta(minutes=0 if kind == "duplicate_key" else i)
-            raw: dict[str, str] = {}
-            if kind == "invalid_email":
-                email = next((f.name for f in de.fields if f.type == "EmailAddress"), None)
-                if email is None:
-                    raise ValueError(f"{key} has no EmailAddress column for {kind!r}")
-                row[email] = ["not-an-email", "a@@b", "plain text"][i % 3]
-            elif kind == "missing_required":
-                col = next(f.name for f in de.fields if not f.nullable and not f.primary_key and f.type != "Date")
-                row[col] = None
-            elif kind == "unmapped_value":
-                if text_enum is None:
-                    raise ValueError(f"{key} has no enumerated column for {kind!r}")
-                row[text_enum] = "VIP"
-            elif kind == "duplicate_key":
-                # A data extension whose key is not enforced (isPrimaryKey false in Marketing Cloud while
-                # the pipeline keys on that column) can hold the same business key twice: here n rows
-                # share one new key and one delta value inside the day, with different other values.
-                text = next(f.name for f in de.fields if f.type == "Text" and not f.primary_key)
-                row[text] = f"{row[text]} #{i}"
-            elif kind.startswith("unparseable_"):
-                # Marketing Cloud stores typed columns, so these values can only exist in Text columns
-                # holding dates, numbers or booleans. The store keeps the typed value (so filters still
-                # place the row in its day) plus a per-row raw override that is served verbatim.
-                wanted = {"date": ("Date",), "number": ("Number", "Decimal"),
-                          "boolean": ("Boolean",)}[kind.split("_", 1)[1]]
-                candidates = [f for f in de.fields if f.type in wanted and not f.primary_key]
-                # Prefer a column other than the delta one; the delta column itself is the fallback.
-                col_field = next((f for f in candidates if f.name != de.delta), candidates[0] if candidates else None)
-                if col_field is None:
-                    raise ValueError(f"{key} has no {'/'.join(wanted)} column for {kind!r}")
-                raw[col_field.name] = {"Date": "13/45/2026 99:00:00 XM", "Number": "4.5e", "Decimal": "12,3.4",
-                                       "Boolean": "Yes"}[col_field.type]
+            raw = _defect(de, key, kind, row, i)
             if raw:
                 row["_raw"] = raw
             rows.append(row)
@@ -226,3 +191,48 @@ class MarketingCloudSandbox:
 
 
 SERVER_UTC_OFFSET = SERVER_OFFSET
+
+
+#: The column holding a canonical enumeration in each sandbox data extension (for `unmapped_value`).
+_TEXT_ENUMS = {"Contacts_DE": "CustomerStage", "Campaign_Engagement": "EventName", "Web_Activities": "ActivityType"}
+
+
+def _defect(de: DataExtension, key: str, kind: str, row: dict[str, Any], i: int) -> dict[str, str]:
+    """Give `row` one defect of `kind` (in place); returns the raw values to serve verbatim, if any."""
+    if kind == "invalid_email":
+        email = next((f.name for f in de.fields if f.type == "EmailAddress"), None)
+        if email is None:
+            raise ValueError(f"{key} has no EmailAddress column for {kind!r}")
+        row[email] = ["not-an-email", "a@@b", "plain text"][i % 3]
+    elif kind == "missing_required":
+        col = next(f.name for f in de.fields if not f.nullable and not f.primary_key and f.type != "Date")
+        row[col] = None
+    elif kind == "unmapped_value":
+        if key not in _TEXT_ENUMS:
+            raise ValueError(f"{key} has no enumerated column for {kind!r}")
+        row[_TEXT_ENUMS[key]] = "VIP"
+    elif kind == "duplicate_key":
+        # A data extension whose key is not enforced (isPrimaryKey false in Marketing Cloud while the
+        # pipeline keys on that column) can hold the same business key twice: here n rows share one new
+        # key and one delta value inside the day, with different other values.
+        text = next(f.name for f in de.fields if f.type == "Text" and not f.primary_key)
+        row[text] = f"{row[text]} #{i}"
+    elif kind.startswith("unparseable_"):
+        return _unparseable(de, key, kind)
+    return {}
+
+
+def _unparseable(de: DataExtension, key: str, kind: str) -> dict[str, str]:
+    """A value that does not parse as its column's type, served verbatim.
+
+    Marketing Cloud stores typed columns, so such values only exist in Text columns holding dates,
+    numbers or booleans. The store keeps the typed value (so filters still place the row in its day) plus
+    this per-row raw override."""
+    wanted = {"date": ("Date",), "number": ("Number", "Decimal"), "boolean": ("Boolean",)}[kind.split("_", 1)[1]]
+    candidates = [f for f in de.fields if f.type in wanted and not f.primary_key]
+    # Prefer a column other than the delta one; the delta column itself is the fallback.
+    col_field = next((f for f in candidates if f.name != de.delta), candidates[0] if candidates else None)
+    if col_field is None:
+        raise ValueError(f"{key} has no {'/'.join(wanted)} column for {kind!r}")
+    return {col_field.name: {"Date": "13/45/2026 99:00:00 XM", "Number": "4.5e", "Decimal": "12,3.4",
+                             "Boolean": "Yes"}[col_field.type]}

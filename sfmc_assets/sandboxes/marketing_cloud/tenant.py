@@ -198,13 +198,27 @@ def _delta_expr(salt: str, start: dt.date, days: int) -> str:
 
 
 def _generation_sql(de: DataExtension, n: int, n_contacts: int, start: dt.date, days: int) -> str:
+    """The SELECT generating `n` rows of one of the sandbox's data extensions (deterministic per seed)."""
     delta = _delta_expr(de.key, start, days)
     contact_ref = (f"CASE WHEN h(i, 'unknown') % 100 = 0 THEN 'UNKNOWN-' || lpad((h(i, 'u') % 100000)::VARCHAR, 6, '0') "
                    f"ELSE 'CUST-' || lpad((h(i, 'c') % {max(n_contacts, 1)})::VARCHAR, 7, '0') END")
-    guid = "lower(substr(md5('{s}' || i), 1, 8) || '-' || substr(md5('{s}' || i), 9, 4) || '-' || " \
-           "substr(md5('{s}' || i), 13, 4) || '-' || substr(md5('{s}' || i), 17, 4) || '-' || substr(md5('{s}' || i), 21, 12))"
-    if de.key == "Contacts_DE":
-        return f"""
+    generators = {
+        "Contacts_DE": lambda: _contacts_sql(n, delta),
+        "Campaign_Engagement": lambda: _engagement_sql(n, contact_ref, delta),
+        "Web_Activities": lambda: _activities_sql(n, contact_ref, delta),
+        "Orders": lambda: _orders_sql(n, n_contacts, delta),
+        "Channel_Preferences": lambda: _preferences_sql(n),
+    }
+    return generators[de.key]()
+
+
+#: A deterministic GUID per row, from the salt `{s}` and the row number.
+_GUID = ("lower(substr(md5('{s}' || i), 1, 8) || '-' || substr(md5('{s}' || i), 9, 4) || '-' || "
+         "substr(md5('{s}' || i), 13, 4) || '-' || substr(md5('{s}' || i), 17, 4) || '-' || substr(md5('{s}' || i), 21, 12))")
+
+
+def _contacts_sql(n: int, delta: str) -> str:
+    return f"""
         SELECT 'CUST-' || lpad(i::VARCHAR, 7, '0') AS "SubscriberKey",
           CASE WHEN i % 17 = 3 THEN '  ' || upper(first_ascii[1]) || first_ascii[2:] || '.' || upper(last_ascii[1]) || last_ascii[2:] || i || '@' || upper(domain) || ' '
                ELSE first_ascii || '.' || last_ascii || i || '@' || domain END AS "EmailAddress",
@@ -231,9 +245,11 @@ def _generation_sql(de: DataExtension, n: int, n_contacts: int, start: dt.date, 
           FROM (SELECT i, {_pick(['New', 'New', 'Returning', 'Returning', 'Returning', 'Loyal', 'Loyal', 'Lapsed', 'Lapsed'], 'stage')} AS stage
                 FROM range({n}) t(i))
         )"""
-    if de.key == "Campaign_Engagement":
-        return f"""
-        SELECT {guid.format(s='eng')} AS "EngagementID", {contact_ref} AS "SubscriberKey",
+
+
+def _engagement_sql(n: int, contact_ref: str, delta: str) -> str:
+    return f"""
+        SELECT {_GUID.format(s='eng')} AS "EngagementID", {contact_ref} AS "SubscriberKey",
           'CMP-' || lpad(camp::VARCHAR, 3, '0') AS "CampaignID",
           list_extract({_sql_list(_CAMPAIGNS)}, camp + 1) AS "CampaignName",
           CASE WHEN h(i, 'ch') % 10 = 0 THEN 'SMS' ELSE 'Email' END AS "Channel",
@@ -247,9 +263,11 @@ def _generation_sql(de: DataExtension, n: int, n_contacts: int, start: dt.date, 
                      WHEN h(i, 'ev') % 100 < 87 THEN 'Clicked' WHEN h(i, 'ev') % 100 < 95 THEN 'Replied'
                      WHEN h(i, 'ev') % 100 < 98 THEN 'Unsubscribed' ELSE 'Bounced' END AS event
               FROM range({n}) t(i))"""
-    if de.key == "Web_Activities":
-        return f"""
-        SELECT {guid.format(s='act')} AS "ActivityID", {contact_ref} AS "SubscriberKey", kind AS "ActivityType",
+
+
+def _activities_sql(n: int, contact_ref: str, delta: str) -> str:
+    return f"""
+        SELECT {_GUID.format(s='act')} AS "ActivityID", {contact_ref} AS "SubscriberKey", kind AS "ActivityType",
           CASE WHEN kind IN ('PageView', 'FormSubmit', 'Purchase') THEN 'https://shop.example.com' || {_pick(_PAGES, 'page')} ELSE NULL END AS "PageURL",
           CASE WHEN kind = 'FormSubmit' THEN {_pick(_FORMS, 'form')} ELSE NULL END AS "FormName",
           CASE WHEN kind = 'Purchase' THEN 'ORD-' || lpad((h(i, 'ord') % 100000000)::VARCHAR, 8, '0') ELSE NULL END AS "OrderID",
@@ -259,11 +277,6 @@ def _generation_sql(de: DataExtension, n: int, n_contacts: int, start: dt.date, 
                              WHEN h(i, 'k') % 100 < 75 THEN 'Purchase' WHEN h(i, 'k') % 100 < 90 THEN 'EmailOpen'
                              ELSE 'EmailClick' END AS kind
               FROM range({n}) t(i))"""
-    if de.key == "Orders":
-        return _orders_sql(n, n_contacts, delta)
-    if de.key == "Channel_Preferences":
-        return _preferences_sql(n)
-    raise KeyError(de.key)
 
 
 def _orders_sql(n: int, n_contacts: int, delta: str) -> str:
