@@ -1,7 +1,7 @@
 """Running a contract on a partition: split valid rows from failing ones, summarise for the UI.
 
 Validation is lazy (every failure collected, not just the first) on collected DataFrames (pandera
-skips data checks on a LazyFrame unless told otherwise, notes G5). Row-level failures can be
+skips data checks on a LazyFrame unless its validation depth says otherwise). Row-level failures can be
 quarantined; failures not tied to rows (a missing column, a wrong dtype) always block.
 
 A partition is checked batch by batch (`Gate`), so memory follows the batch, not the day. Every rule

@@ -1,6 +1,6 @@
 """Reading a data extension: field metadata, rowset paging, typed Polars pages.
 
-Paging follows the protocol (reference §2): page 1 on `/key/{key}/rowset` pins the query under a
+Paging follows the rowset protocol: page 1 on `/key/{key}/rowset` pins the query under a
 `requestToken`; pages 2..N are `/token/{requestToken}/rowset?$page=N` (the form `links.next` takes),
 fetched concurrently with a bounded number in flight and yielded in page order. Pages are ordered by the
 primary key so that offsets are stable.
@@ -96,7 +96,7 @@ def decode_page(content: bytes) -> RawPage:
     Polars' JSON reader does the work and releases the GIL (the `orjson` + `pl.from_dicts` decoding it
     replaces held it for ~15 ms a page): `items[].keys` and `items[].values` become two struct columns,
     unnested side by side. That path takes pages whose values are all JSON strings or null, which is what
-    the API sends (reference §2.4: every value a string, `""` for NULL; null UNCONFIRMED). Anything else
+    the API sends (every value a string, `""` for NULL; whether a JSON null can occur is not documented). Anything else
     (a number, boolean or nested value, a key in both `keys` and `values` or twice in one object, a body
     Polars refuses) takes the `orjson` path, which gives the same strings for string values and renders
     the others with `_text`; only a body `orjson` cannot read either is malformed.

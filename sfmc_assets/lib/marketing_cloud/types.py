@@ -1,9 +1,9 @@
 """Marketing Cloud field types to Polars types, and the conversion of the API's strings.
 
-The rowset API returns every value as a string (reference §2.4): `""` for NULL, `"True"`/`"False"`,
+The rowset API returns every value as a string: `""` for NULL, `"True"`/`"False"`,
 numbers in invariant culture, dates as `M/d/yyyy h:mm:ss AM` in server time (fixed UTC-6). Types come
 from the field metadata: Text/EmailAddress/Phone/Locale -> String, Number -> Int64, Decimal(p,s) ->
-Decimal(p,s), Boolean -> Boolean, Date -> Datetime in UTC.
+Decimal(p,s), Boolean -> Boolean, Date -> Datetime in UTC; a type this reader does not know is text.
 
 A value that does not parse does not abort the read: it becomes null and is described in the row's
 `_parse_errors` column, which the quality gate turns into a named failure (or a quarantined row).
