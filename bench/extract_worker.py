@@ -54,7 +54,7 @@ def _pages(p: dict, decode: bool) -> tuple[int, int]:
 
         def fetch(n: int) -> int:
             url = f"{client.rest_base}data/v1/customobjectdata/token/{token}/rowset?$page={n}"
-            resp = client._session.get(url, headers={"Authorization": f"Bearer {client._access_token()}"})
+            resp = client.session.http.get(url, headers={"Authorization": f"Bearer {client.session.token().value}"})
             resp.raise_for_status()
             if decode:
                 return len(orjson.loads(resp.content).get("items") or [])
@@ -88,14 +88,14 @@ def sequential(p: dict) -> tuple[int, int]:
     rows = pages = 0
     max_pages = int(p.get("max_pages") or 0)
     with _client(p) as client:
-        session = client._session
+        session = client.session.http
         base = client.rest_base + "data"  # `links.next` is relative to the REST base + /data
         url: str | None = f"{base}/v1/customobjectdata/key/{de.external_key}/rowset"
         params: dict | None = {"$page": 1, "$pageSize": 2500, "$filter": flt,
                                "$orderBy": f"{de.primary_key[0]} asc"}
         while url:
             resp = session.get(url, params=params,
-                               headers={"Authorization": f"Bearer {client._access_token()}"})
+                               headers={"Authorization": f"Bearer {client.session.token().value}"})
             resp.raise_for_status()
             body = resp.json()
             records = [{**item.get("keys", {}), **item.get("values", {})} for item in body.get("items") or []]

@@ -114,7 +114,7 @@ def test_token_is_renewed_ahead_of_its_expiry(tmp_path: Any) -> None:
 def test_every_platform_call_carries_the_gateway_headers(sandbox: ExperiencePlatformSandbox,
                                                          client: ExperiencePlatformClient) -> None:
     seen: list[requests.PreparedRequest] = []
-    client._session.hooks["response"].append(lambda r, *a, **k: seen.append(r.request))
+    client.session.http.hooks["response"].append(lambda r, *a, **k: seen.append(r.request))
     client.publish(CONTACTS, _contacts_parquet("hdr"), label=unique_label("hdr"), **FAST_WAIT)
     info = sandbox.discovery()
     ims = [r for r in seen if r.path_url.startswith("/ims/")]
@@ -359,7 +359,7 @@ class _LoseFirstCreateAnswer(HTTPAdapter):
 def test_lost_create_answer_adopts_the_created_batch(sandbox: ExperiencePlatformSandbox,
                                                      client: ExperiencePlatformClient) -> None:
     adapter = _LoseFirstCreateAnswer()
-    client._session.mount("http://", adapter)
+    client.session.http.mount("http://", adapter)
     delta = _Delta(sandbox)
     label = unique_label("lost")
     result = client.publish(CONTACTS, _contacts_parquet("lo"), label=label, **FAST_WAIT)

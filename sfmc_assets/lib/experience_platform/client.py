@@ -1,37 +1,36 @@
 """HTTP client for Experience Platform batch ingestion: IMS OAuth, gateway headers, safe retries, publish.
 
-Protocol facts (reference: shared/reference/experience-platform-api.md, cited as "doc §N"):
+The transport (session, token cache, retries, scrubbing) is the shared core in `sfmc_assets.lib.http`;
+this module adds what is Platform's own:
 - `POST {ims}/ims/token/v3`, form-encoded `grant_type=client_credentials`, `client_id`, `client_secret`,
-  `scope` (comma-separated); `expires_in` is in seconds (86399). There is no refresh token: a new token is
-  requested with the same credentials (§1.1, §1.2). The token is cached and renewed 500 s ahead of expiry
-  (aepp's margin); a 401 on a Platform call renews it once and replays the call once when the call is
-  idempotent.
+  `scope`; `expires_in` is in seconds (86399) and there is no refresh token
+  (https://developer.adobe.com/developer-console/docs/guides/authentication/ServerToServerAuthentication/ims).
+  The token is renewed 500 s ahead of expiry (aepp's margin) and shared across processes when a cache
+  folder is given.
 - Every Platform call carries `Authorization`, `x-api-key` (= client id), `x-gw-ims-org-id` and
-  `x-sandbox-name` (the sandbox's lowercase name) (§1.4); gateway refusals have `error_code`s (§1.5).
-- Idempotency decides retries (§9): the file PUT replaces the file at its path, COMPLETE is documented as
-  safe to retry, ABORT of an aborted batch and every GET change nothing: these are retried on 429/5xx/
-  timeouts with exponential backoff + jitter, honouring `Retry-After`, bounded in attempts and total time.
-  `POST /batches` is NOT idempotent (a replayed create makes a second batch), see `create_batch`.
+  `x-sandbox-name` (the sandbox's lowercase name); gateway refusals carry an `error_code`
+  (https://experienceleague.adobe.com/en/docs/experience-platform/landing/troubleshooting).
+- Idempotency decides retries: the file PUT replaces the file at its path, COMPLETE is documented as safe
+  to retry, ABORT of an aborted batch and every GET change nothing: these are retried on 429/5xx/timeouts.
+  `POST /batches` is not idempotent (a replayed create makes a second batch), see `create_batch`.
 - A batch is live once it reaches `success`/`active`; `replay.predecessors` (`"$<id>"`, reason `replace`)
-  makes the new batch replace the old ones (§2.1), which is how a re-published partition stays single.
+  makes the new batch replace the old ones, which is how a re-published partition stays single
+  (https://experienceleague.adobe.com/en/docs/experience-platform/ingestion/batch/api-overview).
 """
 
 import contextlib
 import logging
-import random
 import re
-import threading
 import time
 import uuid
-from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import orjson
 import requests
-from requests.adapters import HTTPAdapter
 
 from sfmc_assets.lib.experience_platform.errors import (
     AccessDeniedError,
@@ -45,7 +44,9 @@ from sfmc_assets.lib.experience_platform.errors import (
     FileTooLargeError,
     RetryableError,
 )
-from sfmc_assets.lib.retrying import GaveUp, LogSink, RetrySettings, call_with_retries, retry_after_seconds
+from sfmc_assets.lib.http import ApiSession, ClientCredentials, ServiceClient, ServiceErrors, SharedTokenFile
+from sfmc_assets.lib.http.session import decode_json, encode_query
+from sfmc_assets.lib.retrying import GaveUp, LogSink, RetrySettings
 
 IMS_URL = "https://ims-na1.adobelogin.com"
 PLATFORM_URL = "https://platform.adobe.io"
@@ -70,9 +71,7 @@ IN_FLIGHT_STATUSES = ("loading", "staging", "processing", "queued")
 
 _IMPORT = "/data/foundation/import"
 _CATALOG = "/data/foundation/catalog"
-_TRANSIENT_STATUS = {429, 500, 502, 503, 504}
 _SANDBOX_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-_T = TypeVar("_T")
 
 # What the gateway's `error_code`s mean for the person fixing the configuration (doc §1.5).
 _GATEWAY_HINTS = {
@@ -124,15 +123,6 @@ class PublishResult:
         }
 
 
-def _decode(response: requests.Response) -> Any:
-    if not response.content:
-        return None
-    try:
-        return orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        return None
-
-
 def _error_fields(body: Any) -> tuple[str | None, str | None, str | None]:
     """(code, title, detail) from the gateway `{error_code, message}`, the problem `{title, detail}` or
     the IMS `{error, error_description}` shapes (doc §1.3, §1.5)."""
@@ -174,11 +164,11 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class ExperiencePlatformClient:
+class ExperiencePlatformClient(ServiceClient):
     """One org + sandbox connection: token cache, pooled session, bounded retries, call counters.
 
-    Plain Python (no Dagster) so it can be used from a script, an asset or a test alike. Thread-safe: the
-    token is shared behind a lock and `requests` sessions may be shared across threads.
+    Plain Python (no Dagster) so it can be used from a script, an asset or a test alike. Thread-safe. With a
+    `token_cache` folder the IMS token is shared with the other processes of the deployment.
     """
 
     def __init__(
@@ -195,10 +185,11 @@ class ExperiencePlatformClient:
         retry: RetrySettings | None = None,
         max_file_bytes: int = SMALL_FILE_LIMIT_BYTES,
         logger: LogSink | None = None,
+        token_cache: Path | None = None,
     ) -> None:
         sandbox_name = sandbox_name.strip()
         if not _SANDBOX_NAME.match(sandbox_name):
-            # The header takes the sandbox's lowercase name, not its display title (doc §1.4).
+            # The header takes the sandbox's lowercase name, not its display title.
             raise ValueError(
                 f"sandbox_name {sandbox_name!r} is not a sandbox name: use the lowercase name shown in the "
                 "sandbox list (e.g. 'prod' or 'dev-marketing'), not its title"
@@ -206,24 +197,29 @@ class ExperiencePlatformClient:
         if not org_id.endswith("@AdobeOrg"):
             raise ValueError(f"org_id {org_id!r} should look like 'XXXX@AdobeOrg'")
         self.client_id = client_id
-        self._client_secret = client_secret
         self.org_id = org_id
         self.sandbox_name = sandbox_name
         self.scopes = scopes if isinstance(scopes, str) else ",".join(scopes)
         self.ims_url = ims_url.rstrip("/")
         self.platform_url = platform_url.rstrip("/")
-        self.timeout = timeout
         self.retry = retry or RetrySettings(max_attempts=6)
         self.max_file_bytes = max_file_bytes
         self.log: LogSink = logger or logging.getLogger("sfmc_assets.experience_platform")
-        self.counters: Counter[str] = Counter()
-        self._session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=8, max_retries=0)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
-        self._token_lock = threading.Lock()
-        self._token: str | None = None
-        self._token_deadline = 0.0
+        credentials = ClientCredentials(
+            issuer="IMS", url=f"{self.ims_url}/ims/token/v3", request="POST /ims/token/v3", client_id=client_id,
+            secret=client_secret, form_encoded=True,
+            payload={"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret,
+                     "scope": self.scopes},
+            hint="check the OAuth Server-to-Server credential's client id, client secret and scopes",
+            default_expires_in=86399, refresh_margin_s=TOKEN_REFRESH_MARGIN_S,
+        )
+        store = None
+        if token_cache is not None:
+            identity = f"experience-platform|{self.ims_url}|{client_id}|{self.scopes}"
+            store = SharedTokenFile(token_cache, identity=identity, secret=client_secret)
+        self.session = ApiSession(service="Experience Platform", errors=_ERRORS, credentials=credentials,
+                                  timeout=timeout, retry=self.retry, pool_size=8, log=self.log,
+                                  token_store=store)
 
     @classmethod
     def from_discovery(cls, info: Mapping[str, Any], **kwargs: Any) -> "ExperiencePlatformClient":
@@ -237,111 +233,7 @@ class ExperiencePlatformClient:
             f"client_secret='***', org_id={self.org_id!r}, sandbox_name={self.sandbox_name!r})"
         )
 
-    def close(self) -> None:
-        self._session.close()
-
-    def __enter__(self) -> "ExperiencePlatformClient":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _scrub(self, text: str | None) -> str | None:
-        """Remove the secret and the current token from text a server sent back (defence in depth)."""
-        if not text:
-            return text
-        for secret in (self._client_secret, self._token):
-            if secret:
-                text = text.replace(secret, "***")
-        return text
-
-    # -- authentication -------------------------------------------------------------------------------
-
-    def _access_token(self, *, stale: str | None = None) -> str:
-        """A valid token: cached, renewed ahead of expiry, or renewed when `stale` was rejected."""
-        with self._token_lock:
-            if self._token and stale == self._token:
-                self._token = None  # the gateway rejected it: renew even if our clock says it is fresh
-            if self._token and time.monotonic() < self._token_deadline:
-                return self._token
-            body = self._with_retries(self._request_token, request="POST /ims/token/v3")
-            expires_in = float(body.get("expires_in") or 86399)
-            # Half the lifetime at least, so a short-lived token is not renewed on every call.
-            self._token_deadline = time.monotonic() + max(expires_in / 2, expires_in - TOKEN_REFRESH_MARGIN_S)
-            self._token = str(body["access_token"])
-            return self._token
-
-    def _request_token(self) -> dict[str, Any]:
-        form = {
-            "grant_type": "client_credentials",
-            "client_id": self.client_id,
-            "client_secret": self._client_secret,
-            "scope": self.scopes,
-        }
-        request = "POST /ims/token/v3"
-        self.counters["token_requests"] += 1
-        # `data=` makes requests send application/x-www-form-urlencoded, which IMS requires (§1.1).
-        response = self._send("POST", f"{self.ims_url}/ims/token/v3", request=request, data=form)
-        body = _decode(response)
-        if response.status_code == 200 and isinstance(body, dict) and body.get("access_token"):
-            return body
-        code, _, detail = _error_fields(body)
-        detail = self._scrub(detail)
-        if response.status_code in _TRANSIENT_STATUS:
-            raise RetryableError(
-                f"IMS answered {response.status_code}: {detail or 'no message'}",
-                retry_after=retry_after_seconds(response.headers.get("Retry-After")),
-                request=request, status=response.status_code, code=code,
-            )
-        if response.status_code in (400, 401, 403):
-            raise AuthenticationError(
-                f"IMS refused the credentials of client id {self.client_id!r}: {detail or code or 'no message'} "
-                "(check the OAuth Server-to-Server credential's client id, client secret and scopes)",
-                request=f"POST {self.ims_url}/ims/token/v3", status=response.status_code, code=code,
-            )
-        if response.status_code == 200:
-            raise RetryableError("IMS token response is not JSON with an access_token", request=request,
-                                 status=200)
-        raise ExperiencePlatformError(
-            f"unexpected answer from IMS: {detail or response.reason}",
-            request=f"POST {self.ims_url}/ims/token/v3", status=response.status_code, code=code,
-        )
-
     # -- transport ------------------------------------------------------------------------------------
-
-    def _send(self, method: str, url: str, *, request: str, **kwargs: Any) -> requests.Response:
-        """One HTTP exchange; network-level failures become `RetryableError`."""
-        self.counters["http_requests"] += 1
-        try:
-            response = self._session.request(method, url, timeout=self.timeout, **kwargs)
-            _ = response.content  # read the body now so a cut connection is caught as transient
-            return response
-        except requests.Timeout as exc:
-            raise RetryableError(f"timed out after {self.timeout[1]:.0f}s ({type(exc).__name__})",
-                                 request=request) from None
-        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-            cause = type(exc.__context__ or exc).__name__
-            raise RetryableError(f"connection failed or dropped ({cause})", request=request) from None
-
-    def _backoff(self, attempt: int) -> float:
-        """Full-jitter exponential backoff, as tenacity's `wait_random_exponential` (for loops of our own)."""
-        ceiling = min(self.retry.backoff_max_s, self.retry.backoff_initial_s * 2 ** (attempt - 1))
-        return random.uniform(0, ceiling)
-
-    def _with_retries(self, fn: Callable[[], _T], *, request: str, dataset: str | None = None,
-                      batch_id: str | None = None) -> _T:
-        try:
-            return call_with_retries(fn, settings=self.retry, transient=RetryableError, counters=self.counters,
-                                     log=self.log, service="Experience Platform")
-        except GaveUp as gave_up:
-            exc = gave_up.last
-            assert isinstance(exc, RetryableError)
-            raise ExperiencePlatformError(
-                f"gave up after {gave_up.attempts} attempt(s) in {gave_up.elapsed_s:.1f}s: {exc.reason}",
-                dataset=exc.dataset or dataset, batch_id=exc.batch_id or batch_id,
-                request=exc.request or request, status=exc.status, code=exc.code, title=exc.title,
-                detail=exc.detail,
-            ) from None
 
     def _headers(self, token: str, content_type: str | None) -> dict[str, str]:
         headers = {
@@ -372,68 +264,48 @@ class ExperiencePlatformClient:
     ) -> Any:
         """One Platform call; retried (and replayed after a 401) only when `idempotent`.
 
-        A non-idempotent call that meets a 401 renews the token and raises `RetryableError`: the caller
-        decides whether a replay is safe.
+        A call that is not idempotent and meets a 401 renews the token and raises `RetryableError`: the
+        caller decides whether a replay is safe.
         """
-        request = f"{method} {path}"
-        if params:
-            request += "?" + "&".join(f"{k}={v}" for k, v in params.items())
+        query = ("?" + encode_query(params, safe=":,*")) if params else ""
+        request = f"{method} {path}{query}"
         if json_body is not None:
             data, content_type = orjson.dumps(json_body), "application/json"
-
-        def attempt() -> Any:
-            for replay in (False, True):
-                token = self._access_token()
-                response = self._send(method, self.platform_url + path, request=request, params=params,
-                                      data=data, headers=self._headers(token, content_type))
-                if response.status_code == 401 and not replay:
-                    # Expired or revoked token (doc §1.5 401013): renew once; replay only if harmless.
-                    self.counters["token_renewals_after_401"] += 1
-                    self._access_token(stale=token)
-                    if idempotent:
-                        continue
-                    raise RetryableError("Platform rejected the token (renewed, request not replayed)",
-                                         request=request, dataset=dataset, batch_id=batch_id, status=401,
-                                         code=_error_fields(_decode(response))[0])
-                return self._check(response, request=request, ok=ok, dataset=dataset, batch_id=batch_id,
-                                   not_found=not_found)
-            raise AssertionError("unreachable")
-
-        self.counters["api_calls"] += 1
-        if idempotent:
-            return self._with_retries(attempt, request=request, dataset=dataset, batch_id=batch_id)
-        return attempt()
+        context = {"dataset": dataset, "batch_id": batch_id}
+        return self.session.call(
+            method, self.platform_url + path + query, request=request, context=context, idempotent=idempotent,
+            headers=lambda token: self._headers(token, content_type), data=data,
+            respond=lambda response: self._check(response, request=request, ok=ok, context=context,
+                                                 not_found=not_found),
+        )
 
     def _check(self, response: requests.Response, *, request: str, ok: tuple[int, ...],
-               dataset: str | None, batch_id: str | None,
-               not_found: type[ExperiencePlatformError]) -> Any:
+               context: Mapping[str, Any], not_found: type[ExperiencePlatformError]) -> Any:
         """Return the decoded body of an accepted answer, or raise the error that explains the refusal."""
         status = response.status_code
-        body = _decode(response)
+        body = decode_json(response)
         if status in ok:
             return body
         code, title, detail = _error_fields(body)
-        detail = self._scrub(detail)
-        context: dict[str, Any] = {"request": request, "dataset": dataset, "batch_id": batch_id,
-                                   "status": status, "code": code, "title": title, "detail": detail}
+        detail = self.session.scrub(detail)
+        details: dict[str, Any] = {"code": code, "title": title, "detail": detail}
         message = detail or title or response.reason or "no message"
-        if status in _TRANSIENT_STATUS:
-            raise RetryableError(f"Platform answered {status}: {message}",
-                                 retry_after=retry_after_seconds(response.headers.get("Retry-After")), **context)
+        self.session.raise_if_transient(response, message, request=request, context=context, **details)
+        full = {"request": request, "status": status, **context, **details}
         if code in _GATEWAY_HINTS:
             hint = _GATEWAY_HINTS[code].format(client_id=self.client_id, org_id=self.org_id,
                                                sandbox_name=self.sandbox_name)
-            raise AccessDeniedError(f"the Platform gateway refused the call: {hint} ({message})", **context)
+            raise AccessDeniedError(f"the Platform gateway refused the call: {hint} ({message})", **full)
         if status == 401:
-            raise AccessDeniedError(f"not authorised even with a fresh token: {message}", **context)
+            raise AccessDeniedError(f"not authorised even with a fresh token: {message}", **full)
         if status == 403:
             raise AccessDeniedError(f"forbidden: {message} (does the credential's product profile grant "
-                                    "this permission in this sandbox?)", **context)
+                                    "this permission in this sandbox?)", **full)
         if status == 413:
-            raise FileTooLargeError(f"Platform refused the file as too large: {message}", **context)
+            raise FileTooLargeError(f"Platform refused the file as too large: {message}", **full)
         if status == 404:
-            raise not_found(f"not found: {message}", **context)
-        raise ExperiencePlatformError(f"Platform rejected the request: {message}", **context)
+            raise not_found(f"not found: {message}", **full)
+        raise ExperiencePlatformError(f"Platform rejected the request: {message}", **full)
 
     # -- Catalog --------------------------------------------------------------------------------------
 
@@ -545,61 +417,64 @@ class ExperiencePlatformClient:
                               "reason": "replace"}
         if tags:
             body["tags"] = {k: list(v) for k, v in tags.items()}
-        path = f"{_IMPORT}/batches"
-        started_ms = _now_ms()
-        started = time.monotonic()
+        since_ms = _now_ms()
         failures: list[ExperiencePlatformError] = []
-        for attempt in range(1, self.retry.max_attempts + 1):
+
+        def attempt() -> dict[str, Any]:
             try:
-                batch = self._call("POST", path, idempotent=False, ok=(200, 201), json_body=body,
-                                   dataset=dataset_id)
-            except DatasetNotFoundError:
-                raise
-            except ExperiencePlatformError as exc:
-                if not isinstance(exc, RetryableError):
-                    # Platform answers 400 (not 404) for an unknown dataset (status UNCONFIRMED, doc §2.1).
-                    if exc.status in (400, 404) and dataset_id in (exc.detail or ""):
-                        raise DatasetNotFoundError(f"cannot create a batch: {exc.detail}", dataset=dataset_id,
-                                                   request=exc.request, status=exc.status, code=exc.code,
-                                                   title=exc.title) from None
-                    raise
+                return self._post_batch(dataset_id, body, since_ms)
+            except RetryableError as exc:
                 if exc.status == 401 and any(f.status == 401 for f in failures):
                     raise AccessDeniedError("Platform rejected a freshly renewed token when creating a batch",
-                                            request=f"POST {path}", dataset=dataset_id, status=401,
+                                            request=exc.request, dataset=dataset_id, status=401,
                                             code=exc.code) from None
                 failures.append(exc)
-                self.log.warning("creating a batch in dataset %s failed (attempt %d): %s; looking it up by "
-                                 "externalId %s before deciding", dataset_id, attempt, exc.reason, external_id)
-                existing = self._lookup_created(dataset_id, external_id, started_ms)
-                if existing is not None:
-                    self.counters["create_batch_recovered"] += 1
-                    self.log.info("batch %s with externalId %s exists: adopting it", existing["id"], external_id)
-                    self._abort_orphans(dataset_id, external_id, keep=existing["id"], since_ms=started_ms)
-                    return existing
-                elapsed = time.monotonic() - started
-                if attempt >= self.retry.max_attempts or elapsed >= self.retry.max_total_s:
-                    break
-                delay = self.retry.delay(exc.retry_after, self._backoff(attempt))
-                time.sleep(min(delay, max(0.0, self.retry.max_total_s - elapsed)))
-                continue
-            if not isinstance(batch, Mapping) or not batch.get("id"):
-                # Created, but we cannot tell its id from the answer: find it by externalId instead.
-                batch = self._lookup_created(dataset_id, external_id, started_ms)
-                if batch is None:
-                    raise BatchCreateError("batch creation answered without a batch id and no batch with our "
-                                           f"externalId {external_id} is listed", request=f"POST {path}",
-                                           dataset=dataset_id)
-            batch = {**batch, "externalId": batch.get("externalId") or external_id}
-            if failures:
-                self._abort_orphans(dataset_id, external_id, keep=str(batch["id"]), since_ms=started_ms)
-            return batch
-        last = failures[-1]
-        raise BatchCreateError(
-            f"could not create a batch after {len(failures)} attempt(s): {last.reason}; Catalog lists no batch "
-            f"with externalId {external_id}, so none was left behind",
-            request=f"POST {path}", dataset=dataset_id, status=last.status, code=last.code,
-            title=last.title, detail=last.detail,
-        )
+                self.log.warning("creating a batch in dataset %s failed: %s; looking it up by externalId %s "
+                                 "before deciding", dataset_id, exc.reason, external_id)
+                existing = self._lookup_created(dataset_id, external_id, since_ms)
+                if existing is None:
+                    raise  # it does not exist: the retry policy may create it again, same externalId
+                self.counters["create_batch_recovered"] += 1
+                self.log.info("batch %s with externalId %s exists: adopting it", existing["id"], external_id)
+                return existing
+
+        def gave_up(exc: GaveUp) -> Exception:
+            last = failures[-1]
+            return BatchCreateError(
+                f"could not create a batch after {exc.attempts} attempt(s): {last.reason}; Catalog lists no "
+                f"batch with externalId {external_id}, so none was left behind", request=last.request,
+                dataset=dataset_id, status=last.status, code=last.code, title=last.title, detail=last.detail)
+
+        batch = self.session.with_retries(attempt, request=f"POST {_IMPORT}/batches",
+                                          context={"dataset": dataset_id}, gave_up=gave_up)
+        batch = {**batch, "externalId": batch.get("externalId") or external_id}
+        if failures:  # a request that landed late may have made a second batch: it must never go live
+            self._abort_orphans(dataset_id, external_id, keep=str(batch["id"]), since_ms=since_ms)
+        return batch
+
+    def _post_batch(self, dataset_id: str, body: Mapping[str, Any], since_ms: int) -> dict[str, Any]:
+        """One `POST /batches`, never replayed by itself (`idempotent=False`)."""
+        try:
+            batch = self._call("POST", f"{_IMPORT}/batches", idempotent=False, ok=(200, 201), json_body=body,
+                               dataset=dataset_id)
+        except (DatasetNotFoundError, RetryableError):
+            raise
+        except ExperiencePlatformError as exc:
+            # Platform answers 400 (not 404) for an unknown dataset (the exact status is not documented).
+            if exc.status in (400, 404) and dataset_id in (exc.detail or ""):
+                raise DatasetNotFoundError(f"cannot create a batch: {exc.detail}", dataset=dataset_id,
+                                           request=exc.request, status=exc.status, code=exc.code,
+                                           title=exc.title) from None
+            raise
+        if isinstance(batch, Mapping) and batch.get("id"):
+            return dict(batch)
+        # Created, but the answer does not say which batch: find it by externalId instead.
+        found = self._lookup_created(dataset_id, str(body["externalId"]), since_ms)
+        if found is None:
+            raise BatchCreateError("batch creation answered without a batch id and no batch with our "
+                                   f"externalId {body['externalId']} is listed",
+                                   request=f"POST {_IMPORT}/batches", dataset=dataset_id)
+        return found
 
     def _lookup_created(self, dataset_id: str, external_id: str, since_ms: int) -> dict[str, Any] | None:
         try:
@@ -819,3 +694,7 @@ class ExperiencePlatformClient:
         except ExperiencePlatformError as exc:
             # A batch that was never completed cannot go live; Platform marks it abandoned eventually.
             self.log.warning("could not abort batch %s after %s: %s", batch_id, cause, exc)
+
+
+_ERRORS = ServiceErrors(base=ExperiencePlatformError, transient=RetryableError,
+                        authentication=AuthenticationError)
