@@ -93,6 +93,7 @@ class MarketingCloudResource(dg.ConfigurableResource):
                                 backoff_initial_s=self.backoff_initial_s),
             pool_size=self.max_concurrency + 2,
             logger=logger,
+            token_cache=settings.token_cache_dir(),
         )
         self._clients.append(client)
         return client
@@ -136,11 +137,12 @@ class ExperiencePlatformResource(dg.ConfigurableResource):
             client = ExperiencePlatformClient(
                 client_id=self.client_id, client_secret=self.client_secret, org_id=self.org_id,
                 sandbox_name=self.sandbox_name, ims_url=self.ims_url, platform_url=self.platform_url,
-                retry=retry, logger=logger, **kwargs)
+                retry=retry, logger=logger, token_cache=settings.token_cache_dir(), **kwargs)
         else:
             path = Path(self.sandbox_discovery_file or settings.sandbox_dir() / "experience_platform.json")
             client = ExperiencePlatformClient.from_discovery(
-                _sandbox_discovery(path, "Experience Platform", AEP_ENV_VARS), retry=retry, logger=logger)
+                _sandbox_discovery(path, "Experience Platform", AEP_ENV_VARS), retry=retry, logger=logger,
+                token_cache=settings.token_cache_dir())
         self._clients.append(client)
         return client
 

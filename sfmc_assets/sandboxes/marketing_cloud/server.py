@@ -16,7 +16,7 @@ import struct
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -96,6 +96,7 @@ class SandboxServer(ThreadingHTTPServer):
         self.stats: Counter[str] = Counter(dict.fromkeys(STAT_KEYS, 0))
         self.stats_lock = threading.Lock()
         self.tokens: dict[str, float] = {}  # access token -> monotonic expiry
+        self.token_requests: deque[float] = deque()  # monotonic times of recent token requests
         self.pinned: dict[str, Any] = {}  # requestToken -> PinnedQuery
         self.lock = threading.Lock()
 
@@ -222,6 +223,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def token(self, query: dict[str, str], body: bytes, path: str) -> tuple[int, Any, dict[str, str]]:
         sandbox = self.server.sandbox
+        self._throttle_token_requests()
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -251,6 +253,25 @@ class Handler(BaseHTTPRequestHandler):
         return 200, {"access_token": token, "token_type": "Bearer", "expires_in": 1079,
                      "scope": PACKAGE_SCOPE if scope is None else str(scope), "soap_instance_url": base,
                      "rest_instance_url": base}, {}
+
+    def _throttle_token_requests(self) -> None:
+        """Salesforce asks for one token request per 20 minutes per client and "may" block more with 429 /
+        errorcode 50200 (https://help.salesforce.com/s/articleView?id=mc_overview_limits_api.htm). With
+        `token_limit` set, the sandbox does block: more than that many requests within `token_window_s`."""
+        sandbox = self.server.sandbox
+        if sandbox.token_limit is None:
+            return
+        now = time.monotonic()
+        with self.server.lock:
+            recent = self.server.token_requests
+            recent.append(now)
+            while recent and recent[0] <= now - sandbox.token_window_s:
+                recent.popleft()
+            blocked = len(recent) > sandbox.token_limit
+        if blocked:
+            self.server.count("token_blocked")
+            raise _Reply(429, {"message": "Your requests are temporarily blocked.", "errorcode": 50200,
+                               "documentation": DOC})
 
     def _authorize(self, query: dict[str, str]) -> None:
         if "access_token" in query:
