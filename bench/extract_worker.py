@@ -19,6 +19,7 @@ import orjson
 from bench._util import peak_rss_mb
 from sfmc_assets.lib.config import load_config
 from sfmc_assets.lib.extract import Window, extract_window, window_filter
+from sfmc_assets.lib.http import encode_query
 from sfmc_assets.lib.lake import ParquetLake
 from sfmc_assets.lib.marketing_cloud import MarketingCloudClient
 
@@ -90,19 +91,19 @@ def sequential(p: dict) -> tuple[int, int]:
     with _client(p) as client:
         session = client.session.http
         base = client.rest_base + "data"  # `links.next` is relative to the REST base + /data
-        url: str | None = f"{base}/v1/customobjectdata/key/{de.external_key}/rowset"
-        params: dict | None = {"$page": 1, "$pageSize": 2500, "$filter": flt,
-                               "$orderBy": f"{de.primary_key[0]} asc"}
+        # `params=` would encode the filter's spaces as `+`, which Marketing Cloud's clients never send.
+        query = encode_query({"$page": 1, "$pageSize": 2500, "$filter": flt,
+                              "$orderBy": f"{de.primary_key[0]} asc"}, safe="$,'")
+        url: str | None = f"{base}/v1/customobjectdata/key/{de.external_key}/rowset?{query}"
         while url:
-            resp = session.get(url, params=params,
-                               headers={"Authorization": f"Bearer {client.session.token().value}"})
+            resp = session.get(url, headers={"Authorization": f"Bearer {client.session.token().value}"})
             resp.raise_for_status()
             body = resp.json()
             records = [{**item.get("keys", {}), **item.get("values", {})} for item in body.get("items") or []]
             rows += len(records)
             pages += 1
             nxt = (body.get("links") or {}).get("next")
-            url, params = (base + nxt if nxt and pages != max_pages else None), None
+            url = base + nxt if nxt and pages != max_pages else None
     return rows, pages
 
 

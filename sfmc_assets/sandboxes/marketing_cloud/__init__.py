@@ -131,6 +131,12 @@ class MarketingCloudSandbox:
     def reset_stats(self) -> None:
         with self._server.stats_lock:
             self._server.stats.clear()
+            self._server.queries.clear()
+
+    def queries(self) -> list[str]:
+        """The raw query strings of the API calls served (newest last, at most 10,000), as sent."""
+        with self._server.stats_lock:
+            return list(self._server.queries)
 
     # -- data -----------------------------------------------------------------------------------------
 
