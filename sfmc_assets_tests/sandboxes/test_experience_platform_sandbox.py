@@ -635,6 +635,35 @@ def test_catalog_batch_listing(client: Client) -> None:
     assert client.get(f"{CATALOG}/batches/01NOPE").status_code == 404
 
 
+def test_catalog_batch_filters_select_on_the_server(client: Client) -> None:
+    """`tags`, `externalId`, `createdAfter`, `status` and `dataSet` as in Adobe's catalog.yaml."""
+    day1 = client.ingest(ENGAGEMENT, jsonl([event(1)]), "json", tags={"label": ["campaigns/2026-10-01"]},
+                         externalId="ext-1")
+    day2 = client.ingest(ENGAGEMENT, jsonl([event(2)]), "json", tags={"label": ["campaigns/2026-10-02"]})
+    other = client.ingest(CONTACTS, contacts_parquet([contact(1)]), tags={"label": ["campaigns/2026-10-01"]})
+
+    def ids(**params: Any) -> list[str]:
+        return list(client.get(f"{CATALOG}/batches", params={"orderBy": "desc:created", **params}).json())
+
+    assert ids(dataSet=ENGAGEMENT, tags="label:campaigns/2026-10-01") == [day1["id"]]
+    assert ids(tags="label:campaigns/2026-10-01") == [other["id"], day1["id"]]
+    assert ids(dataSet=ENGAGEMENT, tags="label:campaigns/*") == [day2["id"], day1["id"]]
+    assert ids(dataSet=ENGAGEMENT, tags="label:campaigns/2026-10-01,acp_enableErrorDiagnostics:*") == []
+    assert ids(externalId="ext-1") == [day1["id"]]
+    assert ids(dataSet=ENGAGEMENT, createdAfter=str(day1["created"])) == [day2["id"]]
+    assert ids(dataSet=ENGAGEMENT, status="success", tags="label:campaigns/2026-10-02") == [day2["id"]]
+    assert ids(dataSet=ENGAGEMENT, status="failed", tags="label:*") == []
+
+
+def test_seeded_batches_are_listed_like_any_other(client: Client) -> None:
+    seeded = client.sb.seed_batches(ENGAGEMENT, [{"label": [f"old/{n}"]} for n in range(250)])
+    newest = client.get(f"{CATALOG}/batches", params={"dataSet": ENGAGEMENT, "orderBy": "desc:created",
+                                                      "limit": 100}).json()
+    assert list(newest) == seeded[::-1][:100]
+    one = client.get(f"{CATALOG}/batches", params={"tags": "label:old/7"}).json()
+    assert list(one) == [seeded[7]] and one[seeded[7]]["status"] == "success"
+
+
 # -- faults -------------------------------------------------------------------------------------------
 
 

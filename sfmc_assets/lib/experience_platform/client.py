@@ -50,20 +50,22 @@ from sfmc_assets.lib.retrying import GaveUp, LogSink, RetrySettings
 
 IMS_URL = "https://ims-na1.adobelogin.com"
 PLATFORM_URL = "https://platform.adobe.io"
-#: The scope string commonly used for AEP credentials; the doc could not confirm it (§1.1), so the real
+#: The scope string commonly used for AEP credentials; Adobe does not document one list for every credential, so the real
 #: value should be copied from the credential's page in the Adobe Developer Console.
 DEFAULT_SCOPES = "openid,session,AdobeID,read_organizations,additional_info.projectedProductContext"
-#: Small-file PUT limit (doc §2.2, §8); larger files need the (deprecated) chunked upload, not implemented.
+#: Small-file PUT limit (batch-ingestion.yaml: "Due to gateway size and timeout limits"); a larger day is
+#: published as several files of one batch.
 SMALL_FILE_LIMIT_BYTES = 256 * 1024 * 1024
-#: Renew the token this long before IMS says it expires (aepp: `issue_time + expires_in - 500 s`, §1.2).
+#: Renew the token this long before IMS says it expires (aepp renews at `issue_time + expires_in - 500 s`).
 TOKEN_REFRESH_MARGIN_S = 500.0
 #: Batch tag naming what a batch holds (e.g. `campaigns/2026-10-01`), to find the live batch to replace.
-#: Not `acp_`/`adobe`-prefixed: those tag names are Platform's own (§2.6, §5.3).
+#: Not `acp_`/`adobe`-prefixed: those tag names are Platform's own
+#: (https://experienceleague.adobe.com/en/docs/experience-platform/catalog/api/filter-data#filter-by-tag).
 LABEL_TAG = "sfmcAssetsLabel"
 #: Catalog's clock may differ from ours; batch lookups by creation time look this far further back.
 CLOCK_SKEW_MS = 15 * 60 * 1000
 
-SUCCESS_STATUSES = frozenset({"success", "active"})  # used interchangeably (§2.7)
+SUCCESS_STATUSES = frozenset({"success", "active"})  # Platform uses both for a live batch
 #: Final states other than success; `inactive`/`deleted` mean the batch was reverted meanwhile.
 FAILED_STATUSES = frozenset({"failed", "failure", "aborted", "abandoned", "inactive", "deleted"})
 #: Not finished yet: a batch in one of these may still go live.
@@ -73,7 +75,8 @@ _IMPORT = "/data/foundation/import"
 _CATALOG = "/data/foundation/catalog"
 _SANDBOX_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
-# What the gateway's `error_code`s mean for the person fixing the configuration (doc §1.5).
+# What the gateway's `error_code`s mean for the person fixing the configuration
+# (https://experienceleague.adobe.com/en/docs/experience-platform/landing/troubleshooting).
 _GATEWAY_HINTS = {
     "403010": "the request carried no OAuth token",
     "403000": "the x-api-key header is missing",
@@ -125,7 +128,7 @@ class PublishResult:
 
 def _error_fields(body: Any) -> tuple[str | None, str | None, str | None]:
     """(code, title, detail) from the gateway `{error_code, message}`, the problem `{title, detail}` or
-    the IMS `{error, error_description}` shapes (doc §1.3, §1.5)."""
+    the IMS `{error, error_description}` shapes."""
     if not isinstance(body, Mapping):
         return None, None, None
     code = body.get("error_code") or body.get("error") or body.get("code")
@@ -139,7 +142,7 @@ def _error_fields(body: Any) -> tuple[str | None, str | None, str | None]:
 
 
 def _unwrap(body: Any, object_id: str) -> dict[str, Any] | None:
-    """Catalog answers `{id: object}` (doc §2.6, §5.2); return the object with its `id` set."""
+    """Catalog answers `{id: object}`; return the object with its `id` set."""
     if not isinstance(body, Mapping):
         return None
     obj = body.get(object_id)
@@ -158,6 +161,21 @@ def _dataset_of(batch: Mapping[str, Any]) -> str | None:
 def _has_label(batch: Mapping[str, Any], label: str) -> bool:
     values = (batch.get("tags") or {}).get(LABEL_TAG)
     return isinstance(values, list) and label in values
+
+
+def _matches(batch: Mapping[str, Any], dataset_id: str, label: str | None, external_id: str | None) -> bool:
+    """Whether a listed batch really is what the filters asked for."""
+    return (_dataset_of(batch) in (None, dataset_id)
+            and (label is None or _has_label(batch, label))
+            and (external_id is None or batch.get("externalId") == external_id))
+
+
+def _tag_value(label: str) -> str:
+    """`label` as a Catalog tag filter value, where `,` separates filters and `*` is a wildcard."""
+    if not label or any(c in label for c in ",*"):
+        raise ValueError(f"batch label {label!r} must be non-empty and hold no ',' or '*' (Catalog's tag "
+                         "filter syntax)")
+    return label
 
 
 def _now_ms() -> int:
@@ -340,37 +358,35 @@ class ExperiencePlatformClient(ServiceClient):
         page_size: int = 100,
         max_pages: int = 20,
     ) -> list[dict[str, Any]]:
-        """Batches of a dataset from the Catalog list (newest first), filtered by label/externalId here.
+        """The dataset's batches that match, newest first, selected by Catalog itself.
 
-        Catalog filters by `dataSet`, `status` and creation time (doc §2.6); tags and `externalId` are
-        matched on our side, and `relatedObjects` is checked too because the `dataSet` filter's name is
-        only known from aepp (doc-UNCONFIRMED).
+        Catalog's batch list filters on `dataSet`, `status`, `tags` (`name:value`), `externalId` and
+        `createdAfter` (catalog.yaml, https://developer.adobe.com/experience-platform-apis/references/catalog/),
+        so a day's batches are found however many newer batches the dataset holds. Each answer is checked
+        again here (dataset, label, externalId): a Catalog that ignored a filter must not make a batch of
+        another day look like this one's. More matches than `max_pages` pages is an error, not a guess.
         """
+        params: dict[str, Any] = {"dataSet": dataset_id, "orderBy": "desc:created", "limit": page_size}
+        if status:
+            params["status"] = status
+        if label is not None:
+            params["tags"] = f"{LABEL_TAG}:{_tag_value(label)}"
+        if external_id is not None:
+            params["externalId"] = external_id
+        if created_after_ms is not None:
+            params["createdAfter"] = created_after_ms
         found: list[dict[str, Any]] = []
         for page in range(max_pages):
-            params: dict[str, Any] = {"dataSet": dataset_id, "orderBy": "desc:created", "limit": page_size,
-                                      "start": page * page_size}
-            if status:
-                params["status"] = status
-            if created_after_ms is not None:
-                params["createdAfter"] = created_after_ms
-            body = self._call("GET", f"{_CATALOG}/batches", idempotent=True, params=params, dataset=dataset_id)
+            body = self._call("GET", f"{_CATALOG}/batches", idempotent=True,
+                              params={**params, "start": page * page_size}, dataset=dataset_id)
             items = list(body.items()) if isinstance(body, Mapping) else []
-            for batch_id, batch in items:
-                if not isinstance(batch, Mapping):
-                    continue
-                batch = {**batch, "id": batch.get("id") or batch_id}
-                if _dataset_of(batch) not in (None, dataset_id):
-                    continue
-                if label is not None and not _has_label(batch, label):
-                    continue
-                if external_id is not None and batch.get("externalId") != external_id:
-                    continue
-                found.append(batch)
+            batches = [{**b, "id": b.get("id") or i} for i, b in items if isinstance(b, Mapping)]
+            found += [b for b in batches if _matches(b, dataset_id, label, external_id)]
             if len(items) < page_size:
                 return found
-        self.log.warning("batch listing of dataset %s stopped after %d pages", dataset_id, max_pages)
-        return found
+        raise ExperiencePlatformError(
+            f"more than {max_pages * page_size} batches match {params}: refusing to act on a partial list",
+            dataset=dataset_id, request=f"GET {_CATALOG}/batches")
 
     def find_live_batches(self, dataset_id: str, label: str | None = None) -> list[dict[str, Any]]:
         """The dataset's successful (live) batches, optionally only those tagged with `label`.
@@ -378,7 +394,7 @@ class ExperiencePlatformClient(ServiceClient):
         These are the replay predecessors of the next publish of the same label.
         """
         live: list[dict[str, Any]] = []
-        for status in sorted(SUCCESS_STATUSES):  # `success` and `active` are used interchangeably (§2.7)
+        for status in sorted(SUCCESS_STATUSES):  # `success` and `active` are used interchangeably
             live += self.find_batches(dataset_id, status=status, label=label)
         return live
 
@@ -397,10 +413,11 @@ class ExperiencePlatformClient(ServiceClient):
         """Create a batch (status `loading`) and return it; its `externalId` is always set.
 
         `error_diagnostics` asks Platform for per-code failed-record counts and row-level error files
-        (doc §2.6, §2.8); without `partialIngestionPercent` any bad row still fails the whole batch.
+        (https://experienceleague.adobe.com/en/docs/experience-platform/ingestion/quality/error-diagnostics);
+        without `partialIngestionPercent` any bad row still fails the whole batch.
 
         `POST /batches` is never blindly retried: if the answer is lost (5xx/429, timeout, dropped
-        connection, 401), the batch may or may not exist. The client-generated `externalId` (doc §2.1:
+        connection, 401), the batch may or may not exist. The client-generated `externalId` (batch-ingestion.yaml:
         "expected to be unique within your organization") lets us look it up via Catalog before deciding:
         found -> adopt it; not found -> create again with the same externalId (bounded by `retry`). After
         such a recovery, any other batch carrying the same externalId that is still `loading` (an in-flight
@@ -505,7 +522,7 @@ class ExperiencePlatformClient(ServiceClient):
     def upload_file(self, batch_id: str, dataset_id: str, file_name: str, data: bytes) -> None:
         """PUT one file (≤ `max_file_bytes`, 256 MB by default) into a `loading` batch.
 
-        The PUT replaces whatever is at that path (doc §2.2), so it is retried like a GET.
+        The PUT replaces whatever is at that path (batch-ingestion.yaml), so it is retried like a GET.
         """
         name = file_name.strip("/")
         if not name or any(part in ("", ".", "..") for part in name.split("/")):
@@ -613,6 +630,7 @@ class ExperiencePlatformClient(ServiceClient):
         replaced batches stay live and no half-published batch can go live later.
         """
         started = time.monotonic()
+        _tag_value(label)  # a label Catalog's tag filter cannot find would never be replaced
         name = file_name or re.sub(r"[^A-Za-z0-9._=-]+", "_", label).strip("_") + ".parquet"
         if not parquet_bytes:
             raise ValueError("refusing to publish an empty file (Platform fails 0-byte files, code 106)")
@@ -671,7 +689,7 @@ class ExperiencePlatformClient(ServiceClient):
         Publishes of one label never overlap (callers hold a lock per label: the asset's is in
         `defs/locks.py`), so an unfinished batch with this label is an orphan; left
         alone it could go live next to the new one. It is aborted; where Platform refuses (whether ABORT is
-        accepted once a batch is processing is UNCONFIRMED), we wait for its verdict, and a batch that went
+        accepted once a batch is processing is not documented), we wait for its verdict, and a batch that went
         live becomes a predecessor of the new one like any other.
         """
         for status in IN_FLIGHT_STATUSES:

@@ -39,10 +39,10 @@ from typing import Any
 
 import orjson
 
+from . import catalog
 from .faults import KIND_EXPIRE_TOKENS, KIND_FAIL_BATCH, KIND_HTTP, KIND_STUCK, Fault, FaultBook
 from .processing import Outcome, promote
 from .schemas import (
-    SCHEMA_CONTENT_TYPE,
     SEED_DATASETS,
     TENANT_ID,
     SchemaError,
@@ -56,7 +56,6 @@ IMS_EXPIRES_IN = 86399  # what IMS reports for its 24 h tokens (doc §1.2)
 DEFAULT_SCOPES = "openid,session,AdobeID,read_organizations,additional_info.projectedProductContext"
 STATE_FILE = "catalog.json"
 SECRET_FILE = "client_secret"
-SANDBOX_USER = "sandbox-technical-account@techacct.adobe.com"
 BATCH_ACTIONS = ("COMPLETE", "ABORT", "FAIL", "REVERT")
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -220,7 +219,10 @@ class ExperiencePlatformSandbox:
     def _load_state(self) -> dict[str, Any]:
         path = self.state_dir / STATE_FILE
         if path.exists():
-            return orjson.loads(path.read_bytes())
+            state = orjson.loads(path.read_bytes())
+            for dataset_id, dataset in state["datasets"].items():  # written by an older sandbox
+                catalog.complete_dataset(dataset_id, dataset, state["schemas"])
+            return state
         state: dict[str, Any] = {"version": 1, "schemas": {}, "datasets": {}, "batches": {}, "tokens": {}}
         self._state = state
         for seed in SEED_DATASETS:
@@ -303,6 +305,31 @@ class ExperiencePlatformSandbox:
                 if dataset_id is None or b["_sandbox"]["datasetId"] == dataset_id
             ]
 
+    def seed_batches(self, dataset_id: str, labels: list[dict[str, list[str]]], *,
+                     status: str = "success") -> list[str]:
+        """Add finished batches with these tags (and no records) in one write; returns their ids, oldest first.
+
+        Stands for a dataset's history (thousands of earlier batches) at the cost of a dict each, so a test
+        can put a day behind more batches than a client would ever page through.
+        """
+        ids: list[str] = []
+        with self._lock:
+            if dataset_id not in self._state["datasets"]:
+                raise KeyError(dataset_id)
+            base = _now_ms()
+            for n, tags in enumerate(labels):
+                batch_id = _ulid()
+                batch = catalog.new_batch(batch_id, dataset_id=dataset_id, input_format={"format": "parquet"},
+                                          external_id=None, tags=dict(tags), replay=None, org_id=self.org_id,
+                                          client_id=self.client_id, now=base + n)
+                catalog.finish_batch(batch, status=status, errors=[], now=base + n, metrics={
+                    "inputRecordCount": 0, "outputRecordCount": 0, "failedRecordCount": 0, "inputByteSize": 0})
+                batch["_sandbox"] = _private(dataset_id, [], diagnostics=False, partial=None)
+                self._state["batches"][batch_id] = batch
+                ids.append(batch_id)
+            self._save()
+        return ids
+
     def live_records(self, dataset_id: str) -> list[dict[str, Any]]:
         """The records of the dataset's live successful batches, as ingested (nested, normalised)."""
         return self._records(dataset_id, live=True)
@@ -312,23 +339,11 @@ class ExperiencePlatformSandbox:
     def _new_dataset(
         self, dataset_id: str, name: str, schema_id: str, tags: dict[str, Any], desc: str
     ) -> None:
-        now = _now_ms()
-        self._state["datasets"][dataset_id] = {
-            "name": name,
-            "description": desc,
-            "imsOrg": self.org_id,
-            "sandboxName": self.sandbox_name,
-            "tags": {k: [re.sub(r"\s+", "", str(v)) for v in vs] for k, vs in tags.items()},
-            "version": "1.0.0",
-            "created": now,
-            "updated": now,
-            "createdClient": self.client_id,
-            "createdUser": SANDBOX_USER,
-            "updatedUser": SANDBOX_USER,
-            "files": f"@/dataSetFiles?dataSetId={dataset_id}",
-            "schemaRef": {"id": schema_id, "contentType": SCHEMA_CONTENT_TYPE},
-            "fileDescription": {"persisted": True, "containerFormat": "parquet", "format": "parquet"},
-        }
+        schema_class = self._state["schemas"][schema_id].get("meta:class", "")
+        self._state["datasets"][dataset_id] = catalog.new_dataset(
+            dataset_id, name=name, schema_id=schema_id, schema_class=schema_class, tags=tags, description=desc,
+            org_id=self.org_id, client_id=self.client_id, now=_now_ms(),
+        )
 
     def _is_live(self, batch: dict[str, Any]) -> bool:
         return batch["status"] == "success" and batch["_sandbox"]["supersededBy"] is None
@@ -430,9 +445,8 @@ class ExperiencePlatformSandbox:
             if batch["status"] != "processing":  # aborted or failed by the client meanwhile
                 return
             now = _now_ms()
-            batch.update(status=outcome.status, metrics=outcome.metrics, completed=now, updated=now)
-            if outcome.errors:
-                batch["errors"] = outcome.errors
+            catalog.finish_batch(batch, status=outcome.status, metrics=outcome.metrics, errors=outcome.errors,
+                                 now=now)
             private["rowErrors"] = outcome.row_errors
             private["processingSeconds"] = processing_s
             private["promoted"] = outcome.status == "success"
@@ -440,11 +454,8 @@ class ExperiencePlatformSandbox:
                 for pred_id in private["predecessors"]:
                     pred = self._state["batches"][pred_id]
                     pred["_sandbox"]["supersededBy"] = batch_id
-                    if pred["status"] == "success":
-                        pred.update(status="inactive", updated=now)
-            dataset.update(lastBatchId=batch_id, lastBatchStatus=outcome.status, updated=now)
-            if outcome.status == "success":
-                dataset["lastSuccessfulBatch"] = batch_id
+                    catalog.replaced(pred, batch_id, now)
+            catalog.dataset_batch_done(dataset, batch_id, outcome.status, now)
             self._save()
 
     # -- route handlers (return (status, body, headers)) ---------------------------------------------
@@ -549,42 +560,17 @@ class ExperiencePlatformSandbox:
                 raise problem(400, "BadRequestError", f"Dataset {dataset_id} does not exist")
             predecessors = self._replay_predecessors(body.get("replay"), dataset_id)
             batch_id = _ulid()
-            now = _now_ms()
             tags = dict(body.get("tags") or {})
             if diagnostics:
                 tags["acp_enableErrorDiagnostics"] = True
             if partial is not None:
                 tags["acp_partialIngestionPercent"] = partial
-            batch: dict[str, Any] = {
-                "id": batch_id,
-                "imsOrg": self.org_id,
-                "created": now,
-                "updated": now,
-                "status": "loading",
-                "relatedObjects": [{"type": "dataSet", "id": dataset_id}],
-                "version": "1.0.0",
-                "tags": tags,
-                "inputFormat": {**input_format, "format": fmt},
-                # externalId defaults to the batch id; duplicates are accepted (dedupe is UNCONFIRMED).
-                "externalId": body.get("externalId") or batch_id,
-                "createdClient": self.client_id,
-                "createdUser": SANDBOX_USER,
-                "updatedUser": SANDBOX_USER,
-            }
-            if body.get("replay") is not None:
-                batch["replay"] = body["replay"]
-            batch["_sandbox"] = {
-                "datasetId": dataset_id,
-                "files": {},
-                "predecessors": predecessors,
-                "supersededBy": None,
-                "stuck": False,
-                "failWith": None,
-                "promoted": False,
-                "rowErrors": [],
-                "diagnostics": diagnostics,
-                "partialPercent": partial,
-            }
+            batch = catalog.new_batch(
+                batch_id, dataset_id=dataset_id, input_format={**input_format, "format": fmt},
+                external_id=body.get("externalId"), tags=tags, replay=body.get("replay"), org_id=self.org_id,
+                client_id=self.client_id, now=_now_ms(),
+            )
+            batch["_sandbox"] = _private(dataset_id, predecessors, diagnostics=diagnostics, partial=partial)
             self._state["batches"][batch_id] = batch
             self._save()
             return 201, self._batch_public(batch)
@@ -652,7 +638,7 @@ class ExperiencePlatformSandbox:
                     raise problem(
                         400, "BadRequestError", f"Batch {batch_id} is {status} and cannot be completed"
                     )
-                batch.update(status="processing", started=now, updated=now)
+                catalog.touch(batch, now, status="processing", started=now)
                 for fault in fired:
                     if fault.kind == KIND_STUCK:
                         batch["_sandbox"]["stuck"] = True
@@ -673,14 +659,14 @@ class ExperiencePlatformSandbox:
                         f"Batch {batch_id} is {status}; a finalized batch cannot be aborted",
                     )
                 self._cancel(batch_id)
-                batch.update(status="aborted", updated=now)
+                catalog.touch(batch, now, status="aborted")
             elif action == "FAIL":
                 if status not in ("loading", "processing", "failed"):
                     raise problem(
                         400, "BadRequestError", f"Batch {batch_id} is {status} and cannot be failed"
                     )
                 self._cancel(batch_id)
-                batch.update(status="failed", updated=now, completed=now)
+                catalog.touch(batch, now, status="failed", completed=now)
                 batch.setdefault(
                     "errors", [{"code": "FAIL", "description": "Batch marked failed by the client."}]
                 )
@@ -693,7 +679,7 @@ class ExperiencePlatformSandbox:
                         "BadRequestError",
                         f"Batch {batch_id} is {status}; only a successful batch can be reverted",
                     )
-                batch.update(status="inactive", updated=now)
+                catalog.touch(batch, now, status="inactive")
             self._save()
         return 200, None
 
@@ -718,8 +704,11 @@ class ExperiencePlatformSandbox:
                 for b in self._state["batches"].values()
                 if ("status" not in q or b["status"] == q["status"])
                 and ("dataSet" not in q or b["_sandbox"]["datasetId"] == q["dataSet"])
+                and ("externalId" not in q or b["externalId"] == q["externalId"])
+                and ("batch" not in q or b["id"] == q["batch"])
                 and ("createdAfter" not in q or b["created"] > _int(q["createdAfter"]))
                 and ("createdBefore" not in q or b["created"] < _int(q["createdBefore"]))
+                and _tags_match(b["tags"], q.get("tags"))
             ]
             items.sort(key=lambda b: b["created"], reverse=q.get("orderBy", "") == "desc:created")
             page = items[start : start + limit]
@@ -769,6 +758,14 @@ class ExperiencePlatformSandbox:
         return 201, [f"@/dataSets/{dataset_id}"]
 
 
+def _private(dataset_id: str, predecessors: list[str], *, diagnostics: bool,
+             partial: float | None) -> dict[str, Any]:
+    """What the sandbox keeps about a batch beside its Catalog object (never served)."""
+    return {"datasetId": dataset_id, "files": {}, "predecessors": predecessors, "supersededBy": None,
+            "stuck": False, "failWith": None, "promoted": False, "rowErrors": [], "diagnostics": diagnostics,
+            "partialPercent": partial}
+
+
 def _int(value: str) -> int:
     try:
         return int(value)
@@ -793,14 +790,18 @@ def _project(obj: dict[str, Any], q: dict[str, str]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k in keep}
 
 
-def _tags_match(tags: dict[str, list[str]], spec: str | None) -> bool:
-    """``tags=NAME:VALUE`` with ``*`` wildcards, comma = AND (doc §5.3)."""
+def _tags_match(tags: dict[str, Any], spec: str | None) -> bool:
+    """``tags=NAME:VALUE`` with ``*`` wildcards, comma = AND, on datasets and batches alike
+    (https://experienceleague.adobe.com/en/docs/experience-platform/catalog/api/filter-data#filter-by-tag)."""
     if not spec:
         return True
     for clause in spec.split(","):
         name, _, value = clause.partition(":")
         pattern = re.compile("^" + re.escape(value or "*").replace(r"\*", ".*") + "$")
-        if name not in tags or not any(pattern.match(v) for v in tags[name]):
+        values = tags.get(name)
+        # Platform's own tags may hold a scalar (`acp_enableErrorDiagnostics: true`); match its text.
+        values = values if isinstance(values, list) else [] if values is None else [values]
+        if name not in tags or not any(pattern.match(str(v)) for v in values):
             return False
     return True
 
