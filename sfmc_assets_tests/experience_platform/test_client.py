@@ -132,6 +132,10 @@ def test_every_platform_call_carries_the_gateway_headers(sandbox: ExperiencePlat
     assert upload.headers["Content-Type"] == "application/octet-stream"
     create = next(r for r in platform if r.method == "POST" and r.path_url.endswith("/batches"))
     assert create.headers["Content-Type"] == "application/json"
+    # COMPLETE has no body, but the gateway answers a POST without a Content-Type with 400.
+    complete = next(r for r in platform if r.method == "POST" and r.path_url.endswith("?action=COMPLETE"))
+    assert complete.headers["Content-Type"] == "application/json" and not complete.body
+    assert not any("+" in r.url for r in seen)
 
 
 def test_secret_is_never_shown(sandbox: ExperiencePlatformSandbox) -> None:

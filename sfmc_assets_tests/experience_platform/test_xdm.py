@@ -90,6 +90,17 @@ def test_null_struct_is_null_in_parquet_not_a_struct_of_nulls() -> None:
     assert str(schema.field("identityMap").type).startswith("map<")
 
 
+def test_datetimes_are_int64_timestamp_millis_as_in_adobes_parquet_mapping() -> None:
+    data = to_parquet_bytes(to_xdm(engagement_frame(), configured_mappings()["engagement"]))
+    schema = pq.ParquetFile(io.BytesIO(data)).schema
+    stamp = schema.column(schema.names.index("timestamp"))
+    assert stamp.physical_type == "INT64" and stamp.converted_type == "TIMESTAMP_MILLIS"
+    assert "isAdjustedToUTC=true" in str(stamp.logical_type) and "timeUnit=milliseconds" in str(stamp.logical_type)
+    contacts = pq.ParquetFile(io.BytesIO(to_parquet_bytes(to_xdm(contacts_frame(), configured_mappings()["contacts"]))))
+    nested = [c for c in contacts.schema if c.path.endswith("modifiedAt")]
+    assert nested and all(c.converted_type == "TIMESTAMP_MILLIS" for c in nested)
+
+
 def test_events_have_deterministic_ids_timestamps_and_event_types() -> None:
     mapping = configured_mappings()["engagement"]
     first, second = to_xdm(engagement_frame(), mapping), to_xdm(engagement_frame(), mapping)

@@ -98,9 +98,10 @@ class Client:
             data=data,
         )
 
-    def action(self, batch_id: str, action: str) -> requests.Response:
+    def action(self, batch_id: str, action: str, content_type: str | None = "application/json") -> requests.Response:
         return self.http.post(
-            f"{self.sb.url}{IMPORT}/batches/{batch_id}?action={action}", headers=self.headers()
+            f"{self.sb.url}{IMPORT}/batches/{batch_id}?action={action}",
+            headers=self.headers(**{"Content-Type": content_type}),
         )
 
     def batch(self, batch_id: str) -> dict[str, Any]:
@@ -132,7 +133,7 @@ def client(sandbox: ExperiencePlatformSandbox) -> Client:
 
 IDENTITY = pa.struct([("id", pa.string()), ("primary", pa.bool_())])
 IDENTITY_MAP = pa.map_(pa.string(), pa.list_(IDENTITY))
-UTC = pa.timestamp("us", tz="UTC")
+UTC = pa.timestamp("ms", tz="UTC")  # XDM DateTime in Parquet: INT64 TIMESTAMP_MILLIS
 CONTACTS_ARROW = pa.schema(
     [
         ("_id", pa.string()),
@@ -288,6 +289,40 @@ def test_gateway_requires_a_content_type_on_bodies(client: Client) -> None:
     assert resp.json()["detail"] == "A valid content-type must be specified"
 
 
+def test_batch_actions_need_a_json_content_type_even_without_a_body(client: Client) -> None:
+    batch_id = client.create_batch(ENGAGEMENT, "json")
+    client.upload(batch_id, ENGAGEMENT, "f.json", jsonl([event(1)]))
+    for content_type in (None, "text/plain"):
+        refused = client.action(batch_id, "COMPLETE", content_type=content_type)
+        assert refused.status_code == 400, content_type
+        assert refused.json()["detail"] == "A valid content-type must be specified"
+    assert client.batch(batch_id)["status"] == "loading"
+    assert client.action(batch_id, "COMPLETE").status_code == 200
+
+
+def test_parquet_datetimes_must_be_timestamp_millis(client: Client) -> None:
+    """Adobe's mapping table: XDM DateTime is INT64 TIMESTAMP_MILLIS; other units fail the file."""
+    rows = [contact(1)]
+    millis = client.ingest(CONTACTS, contacts_parquet(rows))
+    assert millis["status"] == "success"
+
+    def in_micros(t: pa.DataType) -> pa.DataType:
+        if pa.types.is_timestamp(t):
+            return pa.timestamp("us", tz=t.tz)
+        return pa.struct([pa.field(f.name, in_micros(f.type)) for f in t]) if pa.types.is_struct(t) else t
+
+    micros = pa.Table.from_pylist(rows, schema=pa.schema([pa.field(f.name, in_micros(f.type))
+                                                          for f in CONTACTS_ARROW]))
+    buf = io.BytesIO()
+    pq.write_table(micros, buf)
+    failed = client.ingest(CONTACTS, buf.getvalue())
+    assert failed["status"] == "failed"
+    errors = client.sb.batches()[-1]["rowErrors"][0]["errors"]
+    assert {e["pointerToViolation"] for e in errors} == {"#/_sfmcsandbox/lifecycle/lastOrderDate",
+                                                          "#/_sfmcsandbox/lifecycle/modifiedAt"}
+    assert "TIMESTAMP_MILLIS" in errors[0]["message"]
+
+
 # -- Catalog datasets ---------------------------------------------------------------------------------
 
 
@@ -441,7 +476,7 @@ def test_polars_parquet_with_struct_identity_map_and_nulls(client: Client) -> No
         }
     )
     buf = io.BytesIO()
-    frame.write_parquet(buf)
+    frame.with_columns(pl.col("timestamp").dt.cast_time_unit("ms")).write_parquet(buf)
     batch = client.ingest(ACTIVITIES, buf.getvalue())
     assert batch["status"] == "success", client.sb.batches()[-1]["rowErrors"]
     second = client.sb.live_records(ACTIVITIES)[1]

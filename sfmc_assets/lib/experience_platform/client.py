@@ -542,15 +542,19 @@ class ExperiencePlatformClient(ServiceClient):
 
     def complete(self, batch_id: str, *, dataset_id: str | None = None) -> None:
         """Signal that all files are uploaded; Platform then processes the batch asynchronously."""
-        self._call("POST", f"{_IMPORT}/batches/{quote(batch_id, safe='')}", idempotent=True,
-                   params={"action": "COMPLETE"}, dataset=dataset_id, batch_id=batch_id,
-                   not_found=BatchNotFoundError)
+        self._action(batch_id, "COMPLETE", dataset_id)
 
     def abort(self, batch_id: str, *, dataset_id: str | None = None) -> None:
         """Abort a `loading`/`processing` batch so it never goes live (a final batch cannot be aborted)."""
+        self._action(batch_id, "ABORT", dataset_id)
+
+    def _action(self, batch_id: str, action: str, dataset_id: str | None) -> None:
+        # No body, but a Content-Type all the same: Platform answers a POST without one with 400 "A valid
+        # content-type must be specified" (https://experienceleague.adobe.com/en/docs/experience-platform/
+        # landing/troubleshooting#valid-content-type-not-specified).
         self._call("POST", f"{_IMPORT}/batches/{quote(batch_id, safe='')}", idempotent=True,
-                   params={"action": "ABORT"}, dataset=dataset_id, batch_id=batch_id,
-                   not_found=BatchNotFoundError)
+                   params={"action": action}, content_type="application/json", dataset=dataset_id,
+                   batch_id=batch_id, not_found=BatchNotFoundError)
 
     def wait_for_batch(
         self,

@@ -14,7 +14,9 @@ Parquet shape (what Platform and the local sandbox read, doc §4.5, §2.9):
   too). To get as close to "omitted" as Parquet allows, empty strings become null, a struct whose fields are
   all null is itself null (so no empty `person.name {}` object), and identities with a null/empty id are left
   out of the map rather than sent with a null id;
-- datetimes are UTC TIMESTAMP(MICROS); decimals become doubles (XDM `number` is a double).
+- datetimes are UTC TIMESTAMP(MILLIS), the Parquet type of XDM DateTime in Adobe's mapping table
+  (https://experienceleague.adobe.com/en/docs/experience-platform/xdm/schema/field-constraints#parquet);
+  decimals become doubles (XDM `number` is a double).
 """
 
 import io
@@ -139,7 +141,7 @@ def _leaf(column: str, dtype: pl.DataType) -> pl.Expr:
         return col.cast(pl.Float64)
     if isinstance(dtype, pl.Datetime):
         utc = col.dt.convert_time_zone("UTC") if dtype.time_zone else col.dt.replace_time_zone("UTC")
-        return utc.dt.cast_time_unit("us")
+        return utc.dt.cast_time_unit("ms")  # XDM DateTime is INT64 TIMESTAMP_MILLIS in Parquet
     if isinstance(dtype, (pl.Categorical, pl.Enum)):
         col = col.cast(pl.String)
         dtype = pl.String()

@@ -532,7 +532,10 @@ class ExperiencePlatformSandbox:
             raise gateway_error("400003", "Missing header")
         if sandbox != self.sandbox_name:
             raise gateway_error("403025", "Profile is not valid")
-        if req.method in ("POST", "PUT", "PATCH") and req.body and not req.headers.get("Content-Type"):
+        # "This error message displays when a POST, PUT or PATCH request has an invalid or missing
+        # Content-Type header" (https://experienceleague.adobe.com/en/docs/experience-platform/landing/
+        # troubleshooting#valid-content-type-not-specified): bodies or not, `?action=` calls included.
+        if req.method in ("POST", "PUT", "PATCH") and not req.headers.get("Content-Type"):
             raise problem(400, "BadRequestError", "A valid content-type must be specified")
 
     def create_batch(self, req: _Request) -> tuple[int, Any]:
@@ -912,6 +915,9 @@ class _Handler(BaseHTTPRequestHandler):
         if m == "PUT" and (g := _RE_UPLOAD.match(p)):
             return "upload", lambda _f: sb.upload(req, g[1], g[2], g[3])
         if m == "POST" and (g := _RE_BATCH.match(p)):
+            if "json" not in req.headers.get("Content-Type", "json").lower():
+                return "batch_action", lambda _f: _raise(
+                    problem(400, "BadRequestError", "A valid content-type must be specified"))
             action = req.query.get("action", "").upper()
             if action not in BATCH_ACTIONS:
                 return "batch_action", lambda _f: _raise(
