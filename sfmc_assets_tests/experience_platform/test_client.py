@@ -403,6 +403,30 @@ def test_file_over_the_limit_is_refused_before_any_batch(sandbox: ExperiencePlat
     assert delta["create_batch"] == 0 and delta["upload"] == 0
 
 
+def test_several_files_make_one_batch_and_one_replaceable_day(sandbox: ExperiencePlatformSandbox,
+                                                                 client: ExperiencePlatformClient) -> None:
+    label = unique_label("multi")
+    files = [_contacts_parquet(f"m{n}") for n in range(3)]
+    result = client.publish(CONTACTS, files, label=label, **FAST_WAIT)
+    assert (result.files, result.file_bytes, result.records_out) == (3, sum(map(len, files)), 9)
+    [batch] = _batches_with(sandbox, CONTACTS, label)
+    stem = label.replace("/", "_")
+    assert batch["files"] == {f"{stem}/part-{n:05d}.parquet": len(files[n]) for n in range(3)}
+    again = client.publish(CONTACTS, files[:1], label=label, **FAST_WAIT)
+    assert again.predecessors == (result.batch_id,) and again.files == 1
+    assert [b["id"] for b in _batches_with(sandbox, CONTACTS, label) if b["live"]] == [again.batch_id]
+
+
+def test_more_files_than_a_batch_takes_are_refused_before_any_batch(sandbox: ExperiencePlatformSandbox,
+                                                                    client: ExperiencePlatformClient) -> None:
+    delta = _Delta(sandbox)
+    with pytest.raises(FileTooLargeError, match="1501 file"):
+        client.publish(CONTACTS, [b"x"] * 1_501, label=unique_label("many"), **FAST_WAIT)
+    with pytest.raises(ValueError, match="empty file"):
+        client.publish(CONTACTS, [b"x", b""], label=unique_label("hole"), **FAST_WAIT)
+    assert delta["create_batch"] == 0 and delta["catalog_dataset"] == 0
+
+
 def test_file_refused_by_platform_as_too_large_aborts_the_batch(sandbox: ExperiencePlatformSandbox,
                                                                client: ExperiencePlatformClient) -> None:
     data = _contacts_parquet("big2")

@@ -609,6 +609,23 @@ def test_upload_size_limit(client: Client) -> None:
     assert client.upload(batch_id, ENGAGEMENT, "ok.json", jsonl([event(1)])).status_code == 201
 
 
+def test_batches_over_the_guardrails_fail_at_ingestion_with_the_documented_message(tmp_path: Path) -> None:
+    with ExperiencePlatformSandbox(tmp_path, processing_delay_s=0.05, max_files_per_batch=2) as sb:
+        client = Client(sb)
+        batch_id = client.create_batch(ENGAGEMENT, "json")
+        for n in range(3):
+            assert client.upload(batch_id, ENGAGEMENT, f"part-{n}.json", jsonl([event(n)])).status_code == 201
+        assert client.action(batch_id, "COMPLETE").status_code == 200
+        batch = client.wait(batch_id)
+        assert batch["status"] == "failed"
+        assert batch["errors"][0]["description"] == "Batch ingestion guardrails hit: 3 files (over the 2 threshold)"
+        two = client.create_batch(ENGAGEMENT, "json")
+        for n in range(2):
+            client.upload(two, ENGAGEMENT, f"part-{n}.json", jsonl([event(10 + n)]))
+        client.action(two, "COMPLETE")
+        assert client.wait(two)["status"] == "success"
+
+
 def test_upload_rules(client: Client) -> None:
     batch_id = client.create_batch(ENGAGEMENT, "json")
     assert (

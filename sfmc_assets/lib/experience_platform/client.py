@@ -54,8 +54,15 @@ PLATFORM_URL = "https://platform.adobe.io"
 #: value should be copied from the credential's page in the Adobe Developer Console.
 DEFAULT_SCOPES = "openid,session,AdobeID,read_organizations,additional_info.projectedProductContext"
 #: Small-file PUT limit (batch-ingestion.yaml: "Due to gateway size and timeout limits"); a larger day is
-#: published as several files of one batch.
+#: published as several files of one batch rather than through the large-file (chunked) upload, which
+#: Adobe's own Python client marks deprecated.
 SMALL_FILE_LIMIT_BYTES = 256 * 1024 * 1024
+#: What one batch may hold. Platform fails a batch over 25,000 files or 1 TB at ingestion and does not
+#: guarantee timely ingestion above 10,000 files or 100 GB
+#: (https://experienceleague.adobe.com/en/docs/experience-platform/ingestion/guardrails); the client keeps
+#: to the older, stricter limits (1,500 files, 100 GB), which a day of one data extension never nears.
+MAX_FILES_PER_BATCH = 1_500
+MAX_BATCH_BYTES = 100 * 1024**3
 #: Renew the token this long before IMS says it expires (aepp renews at `issue_time + expires_in - 500 s`).
 TOKEN_REFRESH_MARGIN_S = 500.0
 #: Batch tag naming what a batch holds (e.g. `campaigns/2026-10-01`), to find the live batch to replace.
@@ -106,8 +113,26 @@ class PublishResult:
     file_bytes: int
     duration_s: float
     predecessors: tuple[str, ...] = ()
+    #: How many Parquet files the batch holds (a large day is split into several).
+    files: int = 1
     #: Errors Platform reported on a batch that still succeeded (partial ingestion); empty otherwise.
     errors: tuple[dict[str, Any], ...] = field(default=())
+
+    @classmethod
+    def of(cls, final: Mapping[str, Any], created: Mapping[str, Any], *, label: str, dataset_id: str,
+           parts: Sequence[bytes], predecessors: Sequence[str], duration_s: float) -> "PublishResult":
+        """The result of a publish from the batch as created and as Catalog shows it at the end."""
+        metrics = final.get("metrics") or {}
+        return cls(
+            batch_id=str(created["id"]), dataset_id=dataset_id, label=label,
+            external_id=str(created.get("externalId")), status=str(final.get("status")),
+            records_in=int(metrics.get("inputRecordCount") or 0),
+            records_out=int(metrics.get("outputRecordCount") or 0),
+            records_failed=int(metrics.get("failedRecordCount") or 0),
+            file_bytes=sum(map(len, parts)), files=len(parts), duration_s=duration_s,
+            predecessors=tuple(predecessors),
+            errors=tuple(dict(e) for e in final.get("errors") or () if isinstance(e, Mapping)),
+        )
 
     def as_metadata(self) -> dict[str, Any]:
         """Plain values for run metadata / logs."""
@@ -121,6 +146,7 @@ class PublishResult:
             "records_out": self.records_out,
             "records_failed": self.records_failed,
             "file_bytes": self.file_bytes,
+            "files": self.files,
             "duration_s": round(self.duration_s, 3),
             "replaced_batches": list(self.predecessors),
         }
@@ -168,6 +194,14 @@ def _matches(batch: Mapping[str, Any], dataset_id: str, label: str | None, exter
     return (_dataset_of(batch) in (None, dataset_id)
             and (label is None or _has_label(batch, label))
             and (external_id is None or batch.get("externalId") == external_id))
+
+
+def _file_names(stem: str, count: int) -> list[str]:
+    """`stem.parquet` for one file; `stem/part-00000.parquet`... for several (paths may hold folders)."""
+    if stem.endswith(".parquet"):
+        stem = stem[: -len(".parquet")]
+    stem = re.sub(r"[^A-Za-z0-9._=-]+", "_", stem).strip("_") or "batch"
+    return [f"{stem}.parquet"] if count == 1 else [f"{stem}/part-{i:05d}.parquet" for i in range(count)]
 
 
 def _tag_value(label: str) -> str:
@@ -616,7 +650,7 @@ class ExperiencePlatformClient(ServiceClient):
     def publish(
         self,
         dataset_id: str,
-        parquet_bytes: bytes,
+        files: bytes | Sequence[bytes],
         *,
         label: str,
         predecessors: Sequence[str] | None = None,
@@ -625,24 +659,21 @@ class ExperiencePlatformClient(ServiceClient):
         poll_initial_s: float = 1.0,
         poll_max_s: float = 15.0,
     ) -> PublishResult:
-        """Create a batch, upload one Parquet file, complete it and wait until it is live.
+        """Create a batch, upload its Parquet file(s), complete it and wait until it is live.
 
-        `label` names what the file holds (e.g. `campaigns/2026-10-01`) and is stored as a batch tag.
-        `predecessors`: the batches this one replaces. None = the live batches already published under the
-        same label (so re-publishing a partition leaves exactly one live batch); `[]` = replace nothing.
-        Any failure after the batch was created aborts it (unless Platform already failed it), so the
-        replaced batches stay live and no half-published batch can go live later.
+        `files`: one file, or several (`xdm.to_parquet_files` splits a large day) that make one batch, so
+        a day stays one unit to replace. `label` names what the batch holds (e.g. `campaigns/2026-10-01`)
+        and is stored as a batch tag. `predecessors`: the batches this one replaces. None = the live
+        batches already published under the same label (so re-publishing a partition leaves exactly one
+        live batch); `[]` = replace nothing. Any failure after the batch was created aborts it (unless
+        Platform already failed it), so the replaced batches stay live and no half-published batch can go
+        live later.
         """
         started = time.monotonic()
         _tag_value(label)  # a label Catalog's tag filter cannot find would never be replaced
-        name = file_name or re.sub(r"[^A-Za-z0-9._=-]+", "_", label).strip("_") + ".parquet"
-        if not parquet_bytes:
-            raise ValueError("refusing to publish an empty file (Platform fails 0-byte files, code 106)")
-        if len(parquet_bytes) > self.max_file_bytes:
-            raise FileTooLargeError(
-                f"{name} is {len(parquet_bytes)} bytes, over the {self.max_file_bytes}-byte small-file upload "
-                "limit; publish the partition as several smaller files", dataset=dataset_id,
-            )
+        parts = [files] if isinstance(files, bytes | bytearray) else list(files)
+        names = _file_names(file_name or label, len(parts))
+        self._check_files(dataset_id, names, parts)
         # An idempotent call first: a missing dataset, a wrong sandbox or bad credentials surface here, before
         # the one call that must not be retried blindly.
         self.get_dataset(dataset_id)
@@ -650,13 +681,13 @@ class ExperiencePlatformClient(ServiceClient):
                              poll_max_s=poll_max_s)
         if predecessors is None:
             predecessors = [b["id"] for b in self.find_live_batches(dataset_id, label)]
-        batch = self.create_batch(dataset_id, replay_predecessors=predecessors,
-                                  tags={LABEL_TAG: [label]})
+        batch = self.create_batch(dataset_id, replay_predecessors=predecessors, tags={LABEL_TAG: [label]})
         batch_id = str(batch["id"])
-        self.log.info("publishing %s (%d bytes) to dataset %s as batch %s, replacing %s",
-                      label, len(parquet_bytes), dataset_id, batch_id, list(predecessors) or "nothing")
+        self.log.info("publishing %s (%d file(s), %d bytes) to dataset %s as batch %s, replacing %s", label,
+                      len(parts), sum(map(len, parts)), dataset_id, batch_id, list(predecessors) or "nothing")
         try:
-            self.upload_file(batch_id, dataset_id, name, parquet_bytes)
+            for name, data in zip(names, parts, strict=True):
+                self.upload_file(batch_id, dataset_id, name, data)
             self.complete(batch_id, dataset_id=dataset_id)
             final = self.wait_for_batch(batch_id, dataset_id=dataset_id, deadline_s=deadline_s,
                                         poll_initial_s=poll_initial_s, poll_max_s=poll_max_s)
@@ -667,24 +698,26 @@ class ExperiencePlatformClient(ServiceClient):
             if isinstance(exc, ExperiencePlatformError):
                 raise exc.with_context(dataset=dataset_id, batch_id=batch_id) from None
             raise
-        metrics = final.get("metrics") or {}
-        result = PublishResult(
-            batch_id=batch_id,
-            dataset_id=dataset_id,
-            label=label,
-            external_id=str(batch.get("externalId")),
-            status=str(final.get("status")),
-            records_in=int(metrics.get("inputRecordCount") or 0),
-            records_out=int(metrics.get("outputRecordCount") or 0),
-            records_failed=int(metrics.get("failedRecordCount") or 0),
-            file_bytes=len(parquet_bytes),
-            duration_s=time.monotonic() - started,
-            predecessors=tuple(predecessors),
-            errors=tuple(dict(e) for e in final.get("errors") or () if isinstance(e, Mapping)),
-        )
+        result = PublishResult.of(final, batch, label=label, dataset_id=dataset_id, parts=parts,
+                                  predecessors=predecessors, duration_s=time.monotonic() - started)
         self.log.info("batch %s is %s: %d records in, %d out, %d failed (%.1fs)", batch_id, result.status,
                       result.records_in, result.records_out, result.records_failed, result.duration_s)
         return result
+
+    def _check_files(self, dataset_id: str, names: Sequence[str], parts: Sequence[bytes]) -> None:
+        """Refuse, before any batch exists, what Platform would refuse or fail."""
+        if not parts or not all(parts):
+            raise ValueError("refusing to publish an empty file (Platform fails 0-byte files, code 106)")
+        for name, data in zip(names, parts, strict=True):
+            if len(data) > self.max_file_bytes:
+                raise FileTooLargeError(
+                    f"{name} is {len(data)} bytes, over the {self.max_file_bytes}-byte small-file upload limit; "
+                    "split the day into smaller files (xdm.to_parquet_files)", dataset=dataset_id)
+        total = sum(map(len, parts))
+        if len(parts) > MAX_FILES_PER_BATCH or total > MAX_BATCH_BYTES:
+            raise FileTooLargeError(
+                f"{len(parts)} file(s), {total} bytes: over what one batch takes ({MAX_FILES_PER_BATCH} files, "
+                f"{MAX_BATCH_BYTES} bytes); publish the day in smaller partitions", dataset=dataset_id)
 
     def _settle_orphans(self, dataset_id: str, label: str, *, deadline_s: float, poll_initial_s: float,
                         poll_max_s: float) -> None:

@@ -21,6 +21,7 @@ Parquet shape (what Platform and the local sandbox read, doc §4.5, §2.9):
 
 import io
 import itertools
+import math
 import uuid
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -270,3 +271,20 @@ def to_parquet_bytes(frame: pl.DataFrame) -> bytes:
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="snappy")
     return buffer.getvalue()
+
+
+def to_parquet_files(frame: pl.DataFrame, max_bytes: int) -> list[bytes]:
+    """The frame as Parquet files of at most `max_bytes` each, in row order: one file when it fits.
+
+    A day over Platform's small-file limit (256 MB) becomes several files of one batch. The first cut
+    aims 10% under the limit (rows differ in size); a part that is still too large is cut again. A single
+    row larger than the limit is returned as is: the client then refuses it, naming its size.
+    """
+    whole = to_parquet_bytes(frame)
+    if len(whole) <= max_bytes or frame.height <= 1:
+        return [whole]
+    parts = max(2, math.ceil(len(whole) * 1.1 / max_bytes))
+    del whole
+    rows = math.ceil(frame.height / parts)
+    return [data for offset in range(0, frame.height, rows)
+            for data in to_parquet_files(frame.slice(offset, rows), max_bytes)]

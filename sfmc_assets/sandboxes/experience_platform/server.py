@@ -41,7 +41,7 @@ import orjson
 
 from . import catalog
 from .faults import KIND_EXPIRE_TOKENS, KIND_FAIL_BATCH, KIND_HTTP, KIND_STUCK, Fault, FaultBook
-from .processing import Outcome, promote
+from .processing import MAX_BATCH_BYTES, MAX_FILES_PER_BATCH, Outcome, promote
 from .schemas import (
     SEED_DATASETS,
     TENANT_ID,
@@ -131,6 +131,8 @@ class ExperiencePlatformSandbox:
         processing_delay_s: float = 0.2,
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
         token_ttl_seconds: float = 86400.0,
+        max_files_per_batch: int = MAX_FILES_PER_BATCH,
+        max_batch_bytes: int = MAX_BATCH_BYTES,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -141,7 +143,9 @@ class ExperiencePlatformSandbox:
         self.org_id = org_id
         self.sandbox_name = sandbox_name
         self.processing_delay_s = processing_delay_s
-        self.max_file_bytes = max_file_bytes
+        self.max_file_bytes = max_file_bytes  # the small-file PUT limit (256 MB); lower it in tests
+        self.max_files_per_batch = max_files_per_batch
+        self.max_batch_bytes = max_batch_bytes
         self.token_ttl_seconds = token_ttl_seconds
         self.faults = FaultBook()
         self._lock = threading.RLock()
@@ -426,6 +430,8 @@ class ExperiencePlatformSandbox:
             validator=Validator(schema, require_primary_identity=profile_enabled),
             diagnostics=private["diagnostics"],
             partial_percent=private["partialPercent"],
+            max_files=self.max_files_per_batch,
+            max_bytes=self.max_batch_bytes,
         )
         if forced is not None:
             outcome = Outcome(
