@@ -626,6 +626,48 @@ def test_batches_over_the_guardrails_fail_at_ingestion_with_the_documented_messa
         assert client.wait(two)["status"] == "success"
 
 
+def test_large_file_upload_in_parts(client: Client) -> None:
+    """INITIALIZE, PATCH parts with Content-Range (any order), HEAD for the range received, COMPLETE;
+    overlapping or missing chunks are refused at completion."""
+    data = contacts_parquet([contact(n) for n in range(1, 4)])
+    batch_id = client.create_batch(CONTACTS)
+    url = f"{client.sb.url}{IMPORT}/batches/{batch_id}/datasets/{CONTACTS}/files/big.parquet"
+    json_type, octets = {"Content-Type": "application/json"}, {"Content-Type": "application/octet-stream"}
+
+    def part(first: int, last: int, content_range: str | None = None) -> requests.Response:
+        headers = client.headers(**octets, **{"Content-Range": content_range or f"bytes {first}-{last}"})
+        return client.http.patch(url, headers=headers, data=data[first:last + 1])
+
+    assert client.http.post(url, params={"action": "INITIALIZE"}, headers=client.headers(**json_type)).status_code == 201
+    assert part(100, len(data) - 1).json() == {"name": "big.parquet", "sizeInBytes": len(data) - 100}
+    assert client.http.head(url, headers=client.headers()).headers["Range"] == f"bytes=0-{len(data) - 1}"
+    missing = client.http.post(url, params={"action": "COMPLETE"}, headers=client.headers(**json_type))
+    assert missing.status_code == 400 and "missing at byte 0" in missing.json()["detail"]
+    assert part(0, 150).status_code == 200
+    overlapping = client.http.post(url, params={"action": "COMPLETE"}, headers=client.headers(**json_type))
+    assert overlapping.status_code == 400 and "overlapping" in overlapping.json()["detail"]
+    assert part(5, 9, "bytes 5-99").status_code == 400  # the range says more than the body holds
+
+
+def test_large_file_upload_completes_into_the_batch(client: Client) -> None:
+    data = contacts_parquet([contact(n) for n in range(1, 4)])
+    batch_id = client.create_batch(CONTACTS)
+    url = f"{client.sb.url}{IMPORT}/batches/{batch_id}/datasets/{CONTACTS}/files/big.parquet"
+    json_type = client.headers(**{"Content-Type": "application/json"})
+    client.http.post(url, params={"action": "INITIALIZE"}, headers=json_type)
+    for first in range(0, len(data), 1000):
+        last = min(first + 999, len(data) - 1)
+        headers = client.headers(**{"Content-Type": "application/octet-stream", "Content-Range": f"bytes {first}-{last}"})
+        assert client.http.patch(url, headers=headers, data=data[first:last + 1]).status_code == 200
+    assert client.http.post(url, params={"action": "COMPLETE"}, headers=json_type).status_code == 201
+    assert client.action(batch_id, "COMPLETE").status_code == 200
+    assert client.wait(batch_id)["status"] == "success"
+    assert client.sb.batches(CONTACTS)[-1]["files"] == {"big.parquet": len(data)}
+    not_started = client.http.patch(url.replace("big.parquet", "other.parquet"), data=b"x", headers=client.headers(
+        **{"Content-Type": "application/octet-stream", "Content-Range": "bytes 0-0"}))
+    assert not_started.status_code in (400, 404)
+
+
 def test_upload_rules(client: Client) -> None:
     batch_id = client.create_batch(ENGAGEMENT, "json")
     assert (

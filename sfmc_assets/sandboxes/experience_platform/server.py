@@ -1,14 +1,18 @@
 """A local Adobe Experience Platform: IMS token endpoint, gateway rules, Catalog and Batch Ingestion.
 
 One loopback HTTP server plays both hosts (``ims-na1.adobelogin.com`` and ``platform.adobe.io``); their
-paths do not overlap.  Wire formats follow ``/work/shared/reference/experience-platform-api.md`` (cited as
-"doc §N"); where the doc marks a behaviour UNCONFIRMED the choice made here says so in a comment.
+paths do not overlap. Wire formats follow Adobe's OpenAPI descriptions (batch-ingestion.yaml and
+catalog.yaml in https://github.com/AdobeDocs/experience-platform-apis) and guides
+(https://experienceleague.adobe.com/en/docs/experience-platform/ingestion/batch/api-overview); where they
+leave a behaviour open, the choice made here says so in a comment.
 
-Routes (Platform ones go through the gateway rules of doc §1.5):
+Routes (Platform ones go through the gateway rules of the troubleshooting guide,
+https://experienceleague.adobe.com/en/docs/experience-platform/landing/troubleshooting):
 
 * ``POST /ims/token/v3``                                               -- route ``ims``
 * ``POST /data/foundation/import/batches``                              -- ``create_batch``
 * ``PUT  /data/foundation/import/batches/{b}/datasets/{d}/files/{path}`` -- ``upload``
+* ``POST|PATCH|HEAD .../files/{path}[?action=INITIALIZE|COMPLETE]``      -- ``large_upload``
 * ``POST /data/foundation/import/batches/{b}?action=COMPLETE``           -- ``complete``
 * ``POST /data/foundation/import/batches/{b}?action=ABORT|FAIL|REVERT``  -- ``batch_action``
 * ``GET  /data/foundation/catalog/batches[/{b}]``                       -- ``catalog_batch``
@@ -17,9 +21,9 @@ Routes (Platform ones go through the gateway rules of doc §1.5):
   ``faults`` (GET/POST/DELETE), ``schemas`` (POST), ``expire-tokens`` (POST).
 
 Batch lifecycle: ``loading`` --COMPLETE--> ``processing`` --worker after ``processing_delay_s``-->
-``success`` | ``failed``; ``ABORT`` -> ``aborted``; ``REVERT`` -> ``inactive``.  A successful replay batch
-turns its predecessors ``inactive`` (doc §2.1: replay is "equivalent to deleting the old batch and
-ingesting a new one").  A batch is *live* when it is ``success`` and not replaced or reverted.
+``success`` | ``failed``; ``ABORT`` -> ``aborted``; ``REVERT`` -> ``inactive``. A successful replay batch
+turns its predecessors ``inactive`` (replay is "equivalent to deleting the old batch and ingesting a new
+one"). A batch is *live* when it is ``success`` and not replaced or reverted.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from typing import Any
 
 import orjson
 
-from . import catalog
+from . import catalog, large_files
 from .faults import KIND_EXPIRE_TOKENS, KIND_FAIL_BATCH, KIND_HTTP, KIND_STUCK, Fault, FaultBook
 from .processing import MAX_BATCH_BYTES, MAX_FILES_PER_BATCH, Outcome, promote
 from .schemas import (
@@ -606,31 +610,64 @@ class ExperiencePlatformSandbox:
         return out
 
     def upload(self, req: _Request, batch_id: str, dataset_id: str, file_path: str) -> tuple[int, Any]:
-        ctype = req.headers.get("Content-Type", "")
-        if ctype.split(";")[0].strip().lower() != "application/octet-stream":
-            raise problem(415, "UnsupportedMediaTypeError", "Content-Type must be application/octet-stream")
-        parts = [p for p in urllib.parse.unquote(file_path).split("/") if p]
-        if not parts or any(p in (".", "..") for p in parts):
-            raise problem(400, "BadRequestError", f"invalid file path {file_path!r}")
-        name = "/".join(parts)
+        _octet_stream(req)
         with self._lock:
-            batch = self._state["batches"].get(batch_id)
-            if batch is None:
-                raise problem(404, "NotFoundError", f"Batch {batch_id} not found")
-            if batch["_sandbox"]["datasetId"] != dataset_id:
-                raise problem(404, "NotFoundError", f"Dataset {dataset_id} not found in batch {batch_id}")
-            if batch["status"] != "loading":
-                # UNCONFIRMED: the doc does not say what a PUT into a completed batch returns.
-                raise problem(400, "BadRequestError", f"Batch {batch_id} is {batch['status']}, not loading")
+            batch, name = self._loading_batch(batch_id, dataset_id, file_path)
             target = self._batch_dir(batch_id) / name
             target.parent.mkdir(parents=True, exist_ok=True)
             existed = name in batch["_sandbox"]["files"]
-            target.write_bytes(req.body)  # PUT replaces the file at this path (idempotent, doc §2.2)
+            target.write_bytes(req.body)  # PUT replaces the file at this path (idempotent)
             batch["_sandbox"]["files"][name] = len(req.body)
             batch["updated"] = _now_ms()
             self._save()
-        # OAS: 200 when the file was replaced, 201 when created (doc §2.2); the body is empty.
+        # batch-ingestion.yaml: 200 when the file was replaced, 201 when created; the body is empty.
         return (200 if existed else 201), None
+
+    def large_file(self, req: _Request, batch_id: str, dataset_id: str, file_path: str) -> tuple[Any, ...]:
+        """The large-file upload: INITIALIZE, PATCH parts, HEAD, COMPLETE (see `large_files.py`)."""
+        action = req.query.get("action", "").upper()
+        if req.method == "POST" and action not in ("INITIALIZE", "COMPLETE"):
+            raise problem(400, "BadRequestError", "action must be INITIALIZE or COMPLETE")
+        if req.method == "PATCH":
+            _octet_stream(req)
+        with self._lock:
+            batch, name = self._loading_batch(batch_id, dataset_id, file_path)
+            private = batch["_sandbox"]
+            staging = self._batch_dir(batch_id) / f"{name}.upload"
+            try:
+                if action == "INITIALIZE":
+                    large_files.start(private, name, staging)
+                    result: tuple[Any, ...] = (201, None)
+                elif req.method == "PATCH":
+                    size = large_files.add_part(private, name, staging, req.headers.get("Content-Range"), req.body)
+                    result = (200, {"name": name, "sizeInBytes": size})
+                elif req.method == "HEAD":
+                    result = (200, None, {"Range": large_files.received(private, name)})
+                else:
+                    large_files.finish(private, name, staging, self._batch_dir(batch_id) / name)
+                    result = (201, None)
+            except LookupError:
+                raise problem(404, "NotFoundError", f"File {name} was not initialized in batch {batch_id}") from None
+            except large_files.UploadError as exc:
+                raise problem(400, "BadRequestError", str(exc)) from None
+            batch["updated"] = _now_ms()
+            self._save()
+        return result
+
+    def _loading_batch(self, batch_id: str, dataset_id: str, file_path: str) -> tuple[dict[str, Any], str]:
+        """The batch files are being added to, and the file's normalised path (call with the lock held)."""
+        parts = [p for p in urllib.parse.unquote(file_path).split("/") if p]
+        if not parts or any(p in (".", "..") for p in parts):
+            raise problem(400, "BadRequestError", f"invalid file path {file_path!r}")
+        batch = self._state["batches"].get(batch_id)
+        if batch is None:
+            raise problem(404, "NotFoundError", f"Batch {batch_id} not found")
+        if batch["_sandbox"]["datasetId"] != dataset_id:
+            raise problem(404, "NotFoundError", f"Dataset {dataset_id} not found in batch {batch_id}")
+        if batch["status"] != "loading":
+            # Not documented: what a file request into a completed batch returns.
+            raise problem(400, "BadRequestError", f"Batch {batch_id} is {batch['status']}, not loading")
+        return batch, "/".join(parts)
 
     def batch_action(self, req: _Request, batch_id: str, action: str, fired: list[Fault]) -> tuple[int, Any]:
         with self._lock:
@@ -767,6 +804,12 @@ class ExperiencePlatformSandbox:
         return 201, [f"@/dataSets/{dataset_id}"]
 
 
+def _octet_stream(req: _Request) -> None:
+    ctype = req.headers.get("Content-Type", "")
+    if ctype.split(";")[0].strip().lower() != "application/octet-stream":
+        raise problem(415, "UnsupportedMediaTypeError", "Content-Type must be application/octet-stream")
+
+
 def _private(dataset_id: str, predecessors: list[str], *, diagnostics: bool,
              partial: float | None) -> dict[str, Any]:
     """What the sandbox keeps about a batch beside its Catalog object (never served)."""
@@ -865,12 +908,16 @@ class _Handler(BaseHTTPRequestHandler):
     def do_PATCH(self) -> None:
         self._dispatch()
 
+    def do_HEAD(self) -> None:
+        self._dispatch()
+
     def _dispatch(self) -> None:
         sb = self.sandbox
         parsed = urllib.parse.urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         try:
-            if length > sb.max_file_bytes:
+            # The small-file limit is the PUT's; a large-file part may hold up to 512,000,000 bytes.
+            if length > (large_files.MAX_PART_BYTES if self.command == "PATCH" else sb.max_file_bytes):
                 route, _ = self._resolve(_Request(self.command, parsed.path, parsed.query, self.headers, b""))
                 with sb._lock:
                     sb._stats[route] += 1
@@ -888,14 +935,15 @@ class _Handler(BaseHTTPRequestHandler):
             if parsed.path.startswith("/_sandbox/"):
                 with sb._lock:
                     sb._stats["sandbox"] += 1
-                status, body = _SandboxRoutes(sb).route(req)
+                result: tuple[Any, ...] = _SandboxRoutes(sb).route(req)
             else:
-                status, body = self._platform(req)
-            self._send(status, body, {})
+                result = self._platform(req)
+            status, body, headers = (*result, {})[:3]
+            self._send(status, body, headers)
         except HttpError as err:
             self._send(err.status, err.body, err.headers)
 
-    def _platform(self, req: _Request) -> tuple[int, Any]:
+    def _platform(self, req: _Request) -> tuple[Any, ...]:
         sb = self.sandbox
         route, call = self._resolve(req)
         with sb._lock:
@@ -920,6 +968,8 @@ class _Handler(BaseHTTPRequestHandler):
             return "create_batch", lambda _f: sb.create_batch(req)
         if m == "PUT" and (g := _RE_UPLOAD.match(p)):
             return "upload", lambda _f: sb.upload(req, g[1], g[2], g[3])
+        if m in ("POST", "PATCH", "HEAD") and (g := _RE_UPLOAD.match(p)):
+            return "large_upload", lambda _f: sb.large_file(req, g[1], g[2], g[3])
         if m == "POST" and (g := _RE_BATCH.match(p)):
             if "json" not in req.headers.get("Content-Type", "json").lower():
                 return "batch_action", lambda _f: _raise(
@@ -946,9 +996,9 @@ class _Handler(BaseHTTPRequestHandler):
         return "not_found", lambda _f: _raise(problem(404, "NotFoundError", f"No route for {m} {p}"))
 
     def _send(self, status: int, body: Any, headers: dict[str, str]) -> None:
-        payload = b"" if body is None else orjson.dumps(body)
+        payload = b"" if body is None or self.command == "HEAD" else orjson.dumps(body)
         self.send_response(status)
-        if body is not None:
+        if payload:
             self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
         for key, value in headers.items():
