@@ -23,7 +23,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -459,48 +459,13 @@ class ExperiencePlatformClient(ServiceClient):
         batch returned here is ever COMPLETEd.
         """
         external_id = external_id or f"sfmc-assets-{uuid.uuid4().hex}"
-        body: dict[str, Any] = {"datasetId": dataset_id, "inputFormat": {"format": input_format},
-                                "externalId": external_id}
-        if error_diagnostics:
-            body["enableErrorDiagnostics"] = True
-        if replay_predecessors:
-            body["replay"] = {"predecessors": [f"${p.removeprefix('$')}" for p in replay_predecessors],
-                              "reason": "replace"}
-        if tags:
-            body["tags"] = {k: list(v) for k, v in tags.items()}
-        since_ms = _now_ms()
-        failures: list[ExperiencePlatformError] = []
-
-        def attempt() -> dict[str, Any]:
-            try:
-                return self._post_batch(dataset_id, body, since_ms)
-            except RetryableError as exc:
-                if exc.status == 401 and any(f.status == 401 for f in failures):
-                    raise AccessDeniedError("Platform rejected a freshly renewed token when creating a batch",
-                                            request=exc.request, dataset=dataset_id, status=401,
-                                            code=exc.code) from None
-                failures.append(exc)
-                self.log.warning("creating a batch in dataset %s failed: %s; looking it up by externalId %s "
-                                 "before deciding", dataset_id, exc.reason, external_id)
-                existing = self._lookup_created(dataset_id, external_id, since_ms)
-                if existing is None:
-                    raise  # it does not exist: the retry policy may create it again, same externalId
-                self.counters["create_batch_recovered"] += 1
-                self.log.info("batch %s with externalId %s exists: adopting it", existing["id"], external_id)
-                return existing
-
-        def gave_up(exc: GaveUp) -> Exception:
-            last = failures[-1]
-            return BatchCreateError(
-                f"could not create a batch after {exc.attempts} attempt(s): {last.reason}; Catalog lists no "
-                f"batch with externalId {external_id}, so none was left behind", request=last.request,
-                dataset=dataset_id, status=last.status, code=last.code, title=last.title, detail=last.detail)
-
-        batch = self.session.with_retries(attempt, request=f"POST {_IMPORT}/batches",
-                                          context={"dataset": dataset_id}, gave_up=gave_up)
+        body = _batch_body(dataset_id, input_format, external_id, replay_predecessors, tags, error_diagnostics)
+        creation = _Creation(self, dataset_id, body, since_ms=_now_ms())
+        batch = self.session.with_retries(creation.attempt, request=f"POST {_IMPORT}/batches",
+                                          context={"dataset": dataset_id}, gave_up=creation.gave_up)
         batch = {**batch, "externalId": batch.get("externalId") or external_id}
-        if failures:  # a request that landed late may have made a second batch: it must never go live
-            self._abort_orphans(dataset_id, external_id, keep=str(batch["id"]), since_ms=since_ms)
+        if creation.failures:  # a request that landed late may have made a second batch: it must never go live
+            self._abort_orphans(dataset_id, external_id, keep=str(batch["id"]), since_ms=creation.since_ms)
         return batch
 
     def _post_batch(self, dataset_id: str, body: Mapping[str, Any], since_ms: int) -> dict[str, Any]:
@@ -685,12 +650,22 @@ class ExperiencePlatformClient(ServiceClient):
         batch_id = str(batch["id"])
         self.log.info("publishing %s (%d file(s), %d bytes) to dataset %s as batch %s, replacing %s", label,
                       len(parts), sum(map(len, parts)), dataset_id, batch_id, list(predecessors) or "nothing")
+        final = self._fill_and_wait(batch_id, dataset_id, zip(names, parts, strict=True), deadline_s=deadline_s,
+                                    poll_initial_s=poll_initial_s, poll_max_s=poll_max_s)
+        result = PublishResult.of(final, batch, label=label, dataset_id=dataset_id, parts=parts,
+                                  predecessors=predecessors, duration_s=time.monotonic() - started)
+        self.log.info("batch %s is %s: %d records in, %d out, %d failed (%.1fs)", batch_id, result.status,
+                      result.records_in, result.records_out, result.records_failed, result.duration_s)
+        return result
+
+    def _fill_and_wait(self, batch_id: str, dataset_id: str, files: Iterable[tuple[str, bytes]],
+                       **wait: float) -> dict[str, Any]:
+        """Upload, COMPLETE, wait for the verdict; on any failure the batch is aborted so it never goes live."""
         try:
-            for name, data in zip(names, parts, strict=True):
+            for name, data in files:
                 self.upload_file(batch_id, dataset_id, name, data)
             self.complete(batch_id, dataset_id=dataset_id)
-            final = self.wait_for_batch(batch_id, dataset_id=dataset_id, deadline_s=deadline_s,
-                                        poll_initial_s=poll_initial_s, poll_max_s=poll_max_s)
+            return self.wait_for_batch(batch_id, dataset_id=dataset_id, **wait)
         except (BatchFailedError, BatchStuckError):
             raise  # final already, or aborted by wait_for_batch
         except BaseException as exc:
@@ -698,11 +673,6 @@ class ExperiencePlatformClient(ServiceClient):
             if isinstance(exc, ExperiencePlatformError):
                 raise exc.with_context(dataset=dataset_id, batch_id=batch_id) from None
             raise
-        result = PublishResult.of(final, batch, label=label, dataset_id=dataset_id, parts=parts,
-                                  predecessors=predecessors, duration_s=time.monotonic() - started)
-        self.log.info("batch %s is %s: %d records in, %d out, %d failed (%.1fs)", batch_id, result.status,
-                      result.records_in, result.records_out, result.records_failed, result.duration_s)
-        return result
 
     def _check_files(self, dataset_id: str, names: Sequence[str], parts: Sequence[bytes]) -> None:
         """Refuse, before any batch exists, what Platform would refuse or fail."""
@@ -749,6 +719,60 @@ class ExperiencePlatformClient(ServiceClient):
         except ExperiencePlatformError as exc:
             # A batch that was never completed cannot go live; Platform marks it abandoned eventually.
             self.log.warning("could not abort batch %s after %s: %s", batch_id, cause, exc)
+
+
+def _batch_body(dataset_id: str, input_format: str, external_id: str, predecessors: Sequence[str] | None,
+                tags: Mapping[str, Sequence[str]] | None, error_diagnostics: bool) -> dict[str, Any]:
+    """The `POST /batches` body (batch-ingestion.yaml `IngestBatch`)."""
+    body: dict[str, Any] = {"datasetId": dataset_id, "inputFormat": {"format": input_format},
+                            "externalId": external_id}
+    if error_diagnostics:
+        body["enableErrorDiagnostics"] = True
+    if predecessors:
+        body["replay"] = {"predecessors": [f"${p.removeprefix('$')}" for p in predecessors], "reason": "replace"}
+    if tags:
+        body["tags"] = {k: list(v) for k, v in tags.items()}
+    return body
+
+
+class _Creation:
+    """One `create_batch`: its attempts (under the retry policy) and what they learnt.
+
+    An attempt whose answer is lost looks the batch up by `externalId` before giving the policy a chance
+    to send it again: a batch that exists is adopted, never created twice.
+    """
+
+    def __init__(self, client: ExperiencePlatformClient, dataset_id: str, body: dict[str, Any], *,
+                 since_ms: int) -> None:
+        self.client, self.dataset_id, self.body, self.since_ms = client, dataset_id, body, since_ms
+        self.external_id = str(body["externalId"])
+        self.failures: list[ExperiencePlatformError] = []
+
+    def attempt(self) -> dict[str, Any]:
+        client = self.client
+        try:
+            return client._post_batch(self.dataset_id, self.body, self.since_ms)
+        except RetryableError as exc:
+            if exc.status == 401 and any(f.status == 401 for f in self.failures):
+                raise AccessDeniedError("Platform rejected a freshly renewed token when creating a batch",
+                                        request=exc.request, dataset=self.dataset_id, status=401,
+                                        code=exc.code) from None
+            self.failures.append(exc)
+            client.log.warning("creating a batch in dataset %s failed: %s; looking it up by externalId %s "
+                               "before deciding", self.dataset_id, exc.reason, self.external_id)
+            existing = client._lookup_created(self.dataset_id, self.external_id, self.since_ms)
+            if existing is None:
+                raise  # it does not exist: the retry policy may create it again, same externalId
+            client.counters["create_batch_recovered"] += 1
+            client.log.info("batch %s with externalId %s exists: adopting it", existing["id"], self.external_id)
+            return existing
+
+    def gave_up(self, exc: GaveUp) -> Exception:
+        last = self.failures[-1]
+        return BatchCreateError(
+            f"could not create a batch after {exc.attempts} attempt(s): {last.reason}; Catalog lists no batch "
+            f"with externalId {self.external_id}, so none was left behind", request=last.request,
+            dataset=self.dataset_id, status=last.status, code=last.code, title=last.title, detail=last.detail)
 
 
 _ERRORS = ServiceErrors(base=ExperiencePlatformError, transient=RetryableError,
