@@ -120,3 +120,13 @@ def test_experience_platform_clients_share_one_ims_token(tmp_path: Path) -> None
             client.close()
         assert sandbox.stats()["ims"] == 1
         assert [c.counters["token_requests"] for c in clients] == [1, 0, 0]
+
+
+def test_a_cache_folder_that_cannot_be_written_degrades_to_one_token_per_process(
+        mc_sandbox: MarketingCloudSandbox, tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder should be")
+    with _client(mc_sandbox, blocked / "tokens") as client:
+        discover_fields(client, KEY)
+        discover_fields(client, KEY)
+        assert client.counters["token_requests"] == 1

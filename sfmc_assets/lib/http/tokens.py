@@ -170,6 +170,11 @@ class TokenCache:
             self._log.warning("token cache %s stayed locked for %.0fs; requesting a token without it",
                               self._store.path, self._lock_timeout_s)
             return self._fetch()
+        except OSError as exc:  # a read-only or missing folder: this process keeps its token to itself
+            self._log.warning("token cache %s cannot be used (%s); tokens stay per process",
+                              self._store.path, type(exc).__name__)
+            self._store = None
+            return self._fetch()
 
     def _save(self, token: Token) -> None:
         assert self._store is not None
