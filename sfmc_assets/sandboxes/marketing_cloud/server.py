@@ -1,11 +1,14 @@
 """The HTTP side of the sandbox: Marketing Cloud's routes, bodies, status codes and faults.
 
-Routes served (reference sections 1-4, checklist in 9):
-- `POST /v2/token` (auth host; JSON client credentials)
+Routes served:
+- `POST /v2/token` (auth host; JSON client credentials; with `token_limit` set, requests beyond it within
+  `token_window_s` get 429 / errorcode 50200, as Salesforce may answer)
 - `GET  /data/v1/customobjectdata/key/{key}/rowset` and `/token/{requestToken}/rowset`
 - `GET  /data/v1/customobjects?$search=`, `/data/v1/customobjects/{id}`, `/data/v1/customobjects/{id}/fields`
 - `POST /hub/v1/dataevents/key:{key}/rowset` (synchronous upsert)
-- `/_sandbox/health|stats|faults` (control plane, not Marketing Cloud)
+- `/_sandbox/health|stats|faults|queries` (control plane, not Marketing Cloud)
+
+Query strings are decoded as a URI (RFC 3986), so `+` is a plus sign, not a space (see `uri_query`).
 """
 
 import datetime as dt
