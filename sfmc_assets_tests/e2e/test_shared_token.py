@@ -1,6 +1,6 @@
 """One token per deployment: a multiprocess Dagster run asks each service for one token, whatever its steps.
 
-`dagster asset materialize` runs the raw, clean and publish assets of the three data extensions with the
+`dagster asset materialize` runs the raw, clean and publish assets of every data extension with the
 default multiprocess executor (each step in its own process, two at a time) against both sandboxes found
 through their discovery files, as `make run` sets them up. The Marketing Cloud sandbox is as strict as
 Salesforce may be: it answers any token request beyond the first with 429 / errorcode 50200, so the run
@@ -20,6 +20,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from sfmc_assets.lib.config import load_config
 from sfmc_assets.sandboxes.experience_platform import ExperiencePlatformSandbox
 from sfmc_assets.sandboxes.marketing_cloud import MarketingCloudSandbox
 
@@ -37,7 +38,7 @@ def test_a_multiprocess_run_requests_one_token_per_service(tmp_path: Path) -> No
     dagster_home.mkdir(parents=True)
     shutil.copy(REPO / "deploy" / "dagster.dev.yaml", dagster_home / "dagster.yaml")
     mc = MarketingCloudSandbox(tmp_path / "mc_state", start=dt.date(2026, 10, 1), end=dt.date(2026, 10, 8),
-                               rows={"Contacts_DE": 120, "Campaign_Engagement": 600, "Web_Activities": 600},
+                               rows={"Contacts_DE": 120, "Campaign_Engagement": 600, "Web_Activities": 600, "Orders": 300},
                                token_limit=1).start()
     aep = ExperiencePlatformSandbox(tmp_path / "aep_state", processing_delay_s=0.05).start()
     try:
@@ -64,9 +65,11 @@ def test_a_multiprocess_run_requests_one_token_per_service(tmp_path: Path) -> No
                                                        of_type=dg.DagsterEventType.STEP_SUCCESS)}
         processes = {e.dagster_event.pid for e in instance.all_logs(instance.get_runs()[0].run_id,
                                                       of_type=dg.DagsterEventType.STEP_START)}
-    assert len(steps) == 9, steps  # raw, clean and publish of three data extensions
-    assert len(processes) >= 6, processes  # one process per step (a pid may be reused)
-    assert mc_stats["rowset_key"] >= 3 and aep_stats["create_batch"] == 3  # every service step made calls
+    extensions = load_config().data_extensions
+    published = [de for de in extensions if de.aep is not None]
+    assert len(steps) == 2 * len(extensions) + len(published), steps  # raw, clean, publish of each
+    assert len(processes) >= len(steps) - 3, processes  # one process per step (a pid may be reused)
+    assert mc_stats["rowset_key"] >= len(extensions) and aep_stats["create_batch"] == len(published)
     assert mc_stats["token"] == 1 and mc_stats.get("token_blocked", 0) == 0
     assert aep_stats["ims"] == 1
     assert len(issued) == 1
