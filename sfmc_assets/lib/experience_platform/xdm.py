@@ -2,14 +2,16 @@
 
 A mapping names, per XDM dot path, the canonical column that fills it (`person.name.firstName:
 first_name`), plus the parts XDM treats specially: `identityMap` (namespace -> identities), the record `_id`
-(deterministic, so a re-sent ExperienceEvent is dropped by Profile as a duplicate, doc §4.4/§9),
+(deterministic, so Profile drops a re-sent ExperienceEvent as a duplicate:
+https://experienceleague.adobe.com/en/docs/experience-platform/xdm/classes/experienceevent),
 `timestamp` and `eventType` for ExperienceEvents.
 
-Parquet shape (what Platform and the local sandbox read, doc §4.5, §2.9):
+Parquet shape (what Platform and the local sandbox read):
 - nested XDM objects are nested structs; `identityMap` is a Parquet MAP<string, list<struct<id, primary>>>
   (Polars has no map type, so the frame carries it as list<struct<key, value>>, Arrow's physical layout of
   a map, and `to_parquet_bytes` writes it as a MAP);
-- Platform "does not accept null or empty values ... the key should be excluded" (§2.9). A Parquet column
+- Platform "does not accept null or empty values ... the key should be excluded"
+  (https://experienceleague.adobe.com/en/docs/experience-platform/xdm/schema/composition). A Parquet column
   cannot be left out of one row, so a null cell is how Parquet says "absent" (the sandbox reads it that way
   too). To get as close to "omitted" as Parquet allows, empty strings become null, a struct whose fields are
   all null is itself null (so no empty `person.name {}` object), and identities with a null/empty id are left
@@ -78,7 +80,7 @@ class XdmMapping(_Strict):
     @model_validator(mode="after")
     def _check(self) -> "XdmMapping":
         if self.xdm_class == "experience_event":
-            # `_id` and `timestamp` are required by the ExperienceEvent class (doc §4.4).
+            # `_id` and `timestamp` are required by the ExperienceEvent class.
             if not self.timestamp:
                 raise ValueError("an experience_event mapping needs `timestamp`")
         elif self.timestamp or self.event_type:
@@ -193,7 +195,7 @@ def _identity_map(identities: Mapping[str, IdentitySpec]) -> pl.Expr:
 
 
 def _record_ids(frame: pl.DataFrame, mapping: XdmMapping) -> pl.Series:
-    """UUIDv5 of dataset + primary key: the same row always gets the same `_id` (doc §4.4 de-duplication).
+    """UUIDv5 of dataset + primary key: the same row always gets the same `_id` (Profile de-duplicates on it).
 
     Equal to `uuid.uuid5(XDM_ID_NAMESPACE, "\\x1f".join((dataset, *key)))` (tested), computed in bulk:
     DuckDB's SHA-1 over namespace bytes + UTF-8 name, then RFC 4122's version and variant bits set on the
