@@ -5,8 +5,9 @@ reference peer-tools.md): the REST client with OAuth2 client credentials against
 endpoint with the same `$filter`, `$orderBy` and `$pageSize` as the other clients, `items` as the data
 selector, a JSON link paginator on `links.next`, one flat dict per row (keys and values merged) and the
 `filesystem` destination writing Parquet into a temporary directory. Two Marketing Cloud quirks need a
-few lines each, as they would for anyone: the token endpoint takes JSON, not a form (dlt's default), and
-`links.next` is relative to `<REST base>/data`, not to the host root where `urljoin` would put it.
+few lines each, as they would for anyone: the token endpoint takes JSON, not a form (dlt's default),
+`links.next` is relative to `<REST base>/data`, not to the host root where `urljoin` would put it, and
+the query string is encoded by hand (spaces as `%20`, not the `+` of `requests`' `params`).
 
 Reads a JSON payload on stdin (as `extract_worker`; `max_pages` reads only the first pages, for a
 sampled run), prints a JSON result line with rows, pages, seconds and peak RSS. dlt runs offline and
@@ -33,6 +34,7 @@ def _quiet_dlt(tmp: Path) -> None:
 def run(p: dict[str, Any], tmp: Path) -> tuple[int, int]:
     """Rows written to Parquet and pages read, by one `pipeline.run` of the `rest_api` source."""
     import datetime as dt
+    from urllib.parse import quote, urlencode
 
     import dlt
     import pyarrow.parquet as pq
@@ -82,10 +84,12 @@ def run(p: dict[str, Any], tmp: Path) -> tuple[int, int]:
         "resources": [{
             "name": "campaign_engagement",
             "endpoint": {
-                "path": f"data/v1/customobjectdata/key/{de.external_key}/rowset",
-                "params": {"$page": 1, "$pageSize": 2500,
-                           "$filter": window_filter(de.delta_column, window, dt.timedelta(hours=-6)),
-                           "$orderBy": f"{de.primary_key[0]} asc"},
+                # The query goes in the path: `params` would be encoded by `requests`, spaces as `+`,
+                # which Marketing Cloud's clients never send (and the sandbox refuses, as a strict server).
+                "path": f"data/v1/customobjectdata/key/{de.external_key}/rowset?" + urlencode(
+                    {"$page": 1, "$pageSize": 2500,
+                     "$filter": window_filter(de.delta_column, window, dt.timedelta(hours=-6)),
+                     "$orderBy": f"{de.primary_key[0]} asc"}, quote_via=quote, safe="$,'"),
                 "data_selector": "items",
             },
             "processing_steps": [{"map": lambda item: {**item["keys"], **item["values"]}}],

@@ -19,6 +19,7 @@ import orjson
 from bench._util import peak_rss_mb
 from sfmc_assets.lib.config import load_config
 from sfmc_assets.lib.extract import Window, extract_window, window_filter
+from sfmc_assets.lib.http import encode_query
 from sfmc_assets.lib.lake import ParquetLake
 from sfmc_assets.lib.marketing_cloud import MarketingCloudClient
 
@@ -54,7 +55,7 @@ def _pages(p: dict, decode: bool) -> tuple[int, int]:
 
         def fetch(n: int) -> int:
             url = f"{client.rest_base}data/v1/customobjectdata/token/{token}/rowset?$page={n}"
-            resp = client._session.get(url, headers={"Authorization": f"Bearer {client._access_token()}"})
+            resp = client.session.http.get(url, headers={"Authorization": f"Bearer {client.session.token().value}"})
             resp.raise_for_status()
             if decode:
                 return len(orjson.loads(resp.content).get("items") or [])
@@ -88,21 +89,21 @@ def sequential(p: dict) -> tuple[int, int]:
     rows = pages = 0
     max_pages = int(p.get("max_pages") or 0)
     with _client(p) as client:
-        session = client._session
+        session = client.session.http
         base = client.rest_base + "data"  # `links.next` is relative to the REST base + /data
-        url: str | None = f"{base}/v1/customobjectdata/key/{de.external_key}/rowset"
-        params: dict | None = {"$page": 1, "$pageSize": 2500, "$filter": flt,
-                               "$orderBy": f"{de.primary_key[0]} asc"}
+        # `params=` would encode the filter's spaces as `+`, which Marketing Cloud's clients never send.
+        query = encode_query({"$page": 1, "$pageSize": 2500, "$filter": flt,
+                              "$orderBy": f"{de.primary_key[0]} asc"}, safe="$,'")
+        url: str | None = f"{base}/v1/customobjectdata/key/{de.external_key}/rowset?{query}"
         while url:
-            resp = session.get(url, params=params,
-                               headers={"Authorization": f"Bearer {client._access_token()}"})
+            resp = session.get(url, headers={"Authorization": f"Bearer {client.session.token().value}"})
             resp.raise_for_status()
             body = resp.json()
             records = [{**item.get("keys", {}), **item.get("values", {})} for item in body.get("items") or []]
             rows += len(records)
             pages += 1
             nxt = (body.get("links") or {}).get("next")
-            url, params = (base + nxt if nxt and pages != max_pages else None), None
+            url = base + nxt if nxt and pages != max_pages else None
     return rows, pages
 
 

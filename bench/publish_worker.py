@@ -46,7 +46,8 @@ def _floor(info: dict, dataset: str, data: bytes) -> dict[str, object]:
     http.put(f"{base}/{batch_id}/datasets/{dataset}/files/floor.parquet", data=data, timeout=600,
              headers={"Content-Type": "application/octet-stream"}).raise_for_status()
     upload_s = time.perf_counter() - started
-    http.post(f"{base}/{batch_id}?action=COMPLETE", timeout=60).raise_for_status()
+    http.post(f"{base}/{batch_id}?action=COMPLETE", timeout=60,  # no body, but Platform wants a Content-Type
+              headers={"Content-Type": "application/json"}).raise_for_status()
     catalog = f"{info['platform_url']}/data/foundation/catalog/batches/{batch_id}"
     while True:
         view = http.get(catalog, timeout=60).json()[batch_id]

@@ -15,7 +15,7 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from sfmc_assets.lib import settings
-from sfmc_assets.lib.experience_platform import ExperiencePlatformClient
+from sfmc_assets.lib.experience_platform import SMALL_FILE_LIMIT_BYTES, ExperiencePlatformClient
 from sfmc_assets.lib.lake import ParquetLake
 from sfmc_assets.lib.marketing_cloud import MarketingCloudClient
 from sfmc_assets.lib.marketing_cloud.client import DEFAULT_MAX_CONCURRENCY
@@ -93,6 +93,7 @@ class MarketingCloudResource(dg.ConfigurableResource):
                                 backoff_initial_s=self.backoff_initial_s),
             pool_size=self.max_concurrency + 2,
             logger=logger,
+            token_cache=settings.token_cache_dir(),
         )
         self._clients.append(client)
         return client
@@ -122,6 +123,8 @@ class ExperiencePlatformResource(dg.ConfigurableResource):
     batch_deadline_s: float = Field(default=900.0, description="How long a batch may stay loading/processing.")
     poll_initial_s: float = Field(default=1.0, description="First wait between batch status polls (backs off).")
     backoff_initial_s: float = Field(default=1.0, description="First retry backoff step.")
+    max_file_bytes: int = Field(default=SMALL_FILE_LIMIT_BYTES,
+                                description="Largest file one upload sends; a larger day is split into several.")
     sandbox_discovery_file: str | None = Field(default=None, description="Local sandbox discovery file.")
 
     _clients: list[ExperiencePlatformClient] = PrivateAttr(default_factory=list)
@@ -136,11 +139,13 @@ class ExperiencePlatformResource(dg.ConfigurableResource):
             client = ExperiencePlatformClient(
                 client_id=self.client_id, client_secret=self.client_secret, org_id=self.org_id,
                 sandbox_name=self.sandbox_name, ims_url=self.ims_url, platform_url=self.platform_url,
-                retry=retry, logger=logger, **kwargs)
+                retry=retry, logger=logger, token_cache=settings.token_cache_dir(),
+                max_file_bytes=self.max_file_bytes, **kwargs)
         else:
             path = Path(self.sandbox_discovery_file or settings.sandbox_dir() / "experience_platform.json")
             client = ExperiencePlatformClient.from_discovery(
-                _sandbox_discovery(path, "Experience Platform", AEP_ENV_VARS), retry=retry, logger=logger)
+                _sandbox_discovery(path, "Experience Platform", AEP_ENV_VARS), retry=retry, logger=logger,
+                token_cache=settings.token_cache_dir(), max_file_bytes=self.max_file_bytes)
         self._clients.append(client)
         return client
 

@@ -28,6 +28,18 @@ def sandbox_dir() -> Path:
     return project_home() / "sandboxes"
 
 
+def token_cache_dir() -> Path | None:
+    """Where OAuth tokens are shared by the processes of this deployment (encrypted, one file per client).
+
+    `$SFMC_ASSETS_TOKEN_CACHE`, else `$SFMC_ASSETS_HOME/tokens`; `off` keeps each process's token to
+    itself (every step process then requests its own).
+    """
+    env = os.environ.get("SFMC_ASSETS_TOKEN_CACHE", "").strip()
+    if env.lower() == "off":
+        return None
+    return Path(env).expanduser() if env else project_home() / "tokens"
+
+
 def lake_uri() -> str:
     """Base location of the Parquet lake: any fsspec/UPath URI (`s3://bucket/prefix`) or a local path."""
     return os.environ.get("SFMC_ASSETS_LAKE_URI") or str(project_home() / "lake")

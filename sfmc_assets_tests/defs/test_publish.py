@@ -136,3 +136,26 @@ def test_a_failed_gate_is_never_published(materialize_fresh: Materialize, fresh_
     assert "sfmc/clean/activities" not in done and "aep/activities" not in done
     assert "aep/contacts" in done and "aep/campaigns" in done  # the other data extensions go on
     assert not _live(aep_sandbox, _dataset(aep_sandbox, "activities"), "activities/2026-10-04")
+
+
+def test_a_day_over_the_small_file_limit_is_published_as_several_files_of_one_batch(
+        mc_sandbox: MarketingCloudSandbox, tmp_path: Path, instance: dg.DagsterInstance,
+        config: ProjectConfig) -> None:
+    """The sandbox refuses files over its small-file limit (lowered from 256 MB to 16 KB here, and the
+    resource told the same), so the day must arrive as several files; it is still one batch, replaced
+    as one, with every clean row once."""
+    limit = 16 * 1024
+    with ExperiencePlatformSandbox(tmp_path / "aep", processing_delay_s=0.05, max_file_bytes=limit) as aep:
+        run = make_materialize(mc_sandbox, tmp_path, instance, config, aep, max_file_bytes=limit)
+        for attempt in (1, 2):  # the second publish of the day replaces the first, files and all
+            result = run(PARTITION, selection=dg.AssetSelection.assets(
+                ["sfmc", "raw", "campaigns"], ["sfmc", "clean", "campaigns"], ["aep", "campaigns"]))
+            assert result.success, _failure(result)
+            clean = ParquetLake(str(tmp_path / "lake")).read(["sfmc", "clean", "campaigns"], PARTITION)
+            [live] = _live(aep, _dataset(aep, "engagement"), f"campaigns/{PARTITION}")
+            assert len(live["files"]) > 1 and max(live["files"].values()) <= limit, (attempt, live["files"])
+            assert live["metrics"]["outputRecordCount"] == clean.height
+            ids = [r["_sfmcsandbox"]["engagement"]["engagementId"] for r in aep.live_records(_dataset(aep, "engagement"))]
+            assert sorted(ids) == sorted(clean["engagement_id"].to_list())  # each row once, across the files
+            md = result.get_asset_materialization_events()[-1].materialization.metadata
+            assert md["files"].value == len(live["files"]) and md["file_bytes"].value == sum(live["files"].values())

@@ -22,7 +22,7 @@ FAST_WAIT = {"deadline_s": 10.0, "poll_initial_s": 0.03, "poll_max_s": 0.2}
 
 def make_client(sandbox: ExperiencePlatformSandbox, **overrides: object) -> ExperiencePlatformClient:
     info = {**sandbox.discovery(), **overrides}
-    kwargs = {k: info.pop(k) for k in ("retry", "max_file_bytes", "logger") if k in info}
+    kwargs = {k: info.pop(k) for k in ("retry", "max_file_bytes", "logger", "token_cache") if k in info}
     kwargs.setdefault("retry", FAST_RETRY)
     return ExperiencePlatformClient.from_discovery(info, **kwargs)
 

@@ -114,7 +114,7 @@ def test_token_is_renewed_ahead_of_its_expiry(tmp_path: Any) -> None:
 def test_every_platform_call_carries_the_gateway_headers(sandbox: ExperiencePlatformSandbox,
                                                          client: ExperiencePlatformClient) -> None:
     seen: list[requests.PreparedRequest] = []
-    client._session.hooks["response"].append(lambda r, *a, **k: seen.append(r.request))
+    client.session.http.hooks["response"].append(lambda r, *a, **k: seen.append(r.request))
     client.publish(CONTACTS, _contacts_parquet("hdr"), label=unique_label("hdr"), **FAST_WAIT)
     info = sandbox.discovery()
     ims = [r for r in seen if r.path_url.startswith("/ims/")]
@@ -132,6 +132,10 @@ def test_every_platform_call_carries_the_gateway_headers(sandbox: ExperiencePlat
     assert upload.headers["Content-Type"] == "application/octet-stream"
     create = next(r for r in platform if r.method == "POST" and r.path_url.endswith("/batches"))
     assert create.headers["Content-Type"] == "application/json"
+    # COMPLETE has no body, but the gateway answers a POST without a Content-Type with 400.
+    complete = next(r for r in platform if r.method == "POST" and r.path_url.endswith("?action=COMPLETE"))
+    assert complete.headers["Content-Type"] == "application/json" and not complete.body
+    assert not any("+" in r.url for r in seen)
 
 
 def test_secret_is_never_shown(sandbox: ExperiencePlatformSandbox) -> None:
@@ -247,6 +251,25 @@ def test_republishing_a_label_replaces_the_previous_batch(sandbox: ExperiencePla
     assert len(live) == 3  # one copy of each record, not three
 
 
+def test_republishing_a_day_behind_thousands_of_newer_batches_replaces_its_batch(tmp_path: Any) -> None:
+    """A day's live batch is found by Catalog's filters however old it is (listing the newest 2,000 would
+    miss it here, and the re-published day would end with two live batches)."""
+    with ExperiencePlatformSandbox(tmp_path / "aep", processing_delay_s=0.05) as sb, make_client(sb) as c:
+        label = "contacts/2026-10-01"
+        data = _contacts_parquet("old")
+        first = c.publish(CONTACTS, data, label=label, **FAST_WAIT)
+        sb.seed_batches(CONTACTS, [{LABEL_TAG: [f"contacts/2026-{n // 28 + 1:02d}-{n % 28 + 1:02d}x"]}
+                                   for n in range(2_500)])
+        delta = _Delta(sb)
+        second = c.publish(CONTACTS, data, label=label, **FAST_WAIT)
+        assert second.predecessors == (first.batch_id,)
+        live = [b["id"] for b in _batches_with(sb, CONTACTS, label) if b["live"]]
+        assert live == [second.batch_id]
+        assert len([b for b in sb.batches(CONTACTS) if b["live"]]) == 2_501
+        # Found by filter: one list call per status looked at, not 26 pages of the newest batches.
+        assert delta["catalog_batch"] < 15
+
+
 # -- failures ---------------------------------------------------------------------------------------
 
 
@@ -280,10 +303,10 @@ def test_stuck_batch_is_aborted_at_the_deadline(sandbox: ExperiencePlatformSandb
                                                 client: ExperiencePlatformClient) -> None:
     sandbox.set_faults([Fault(kind="stuck_processing")])
     label = unique_label("stuck")
+    data = _contacts_parquet("st")  # before the clock: the first XDM conversion of a process loads DuckDB
     started = time.monotonic()
     with pytest.raises(BatchStuckError, match=r"still processing after .*aborted") as info:
-        client.publish(CONTACTS, _contacts_parquet("st"), label=label, deadline_s=0.5, poll_initial_s=0.05,
-                       poll_max_s=0.1)
+        client.publish(CONTACTS, data, label=label, deadline_s=0.5, poll_initial_s=0.05, poll_max_s=0.1)
     assert 0.5 <= time.monotonic() - started < 3
     assert info.value.aborted and info.value.batch_id
     assert [b["status"] for b in _batches_with(sandbox, CONTACTS, label)] == ["aborted"]
@@ -359,7 +382,7 @@ class _LoseFirstCreateAnswer(HTTPAdapter):
 def test_lost_create_answer_adopts_the_created_batch(sandbox: ExperiencePlatformSandbox,
                                                      client: ExperiencePlatformClient) -> None:
     adapter = _LoseFirstCreateAnswer()
-    client._session.mount("http://", adapter)
+    client.session.http.mount("http://", adapter)
     delta = _Delta(sandbox)
     label = unique_label("lost")
     result = client.publish(CONTACTS, _contacts_parquet("lo"), label=label, **FAST_WAIT)
@@ -378,6 +401,30 @@ def test_file_over_the_limit_is_refused_before_any_batch(sandbox: ExperiencePlat
         with pytest.raises(FileTooLargeError, match=f"{len(data)} bytes"):
             c.upload_file("some-batch", CONTACTS, "big.parquet", data)
     assert delta["create_batch"] == 0 and delta["upload"] == 0
+
+
+def test_several_files_make_one_batch_and_one_replaceable_day(sandbox: ExperiencePlatformSandbox,
+                                                                 client: ExperiencePlatformClient) -> None:
+    label = unique_label("multi")
+    files = [_contacts_parquet(f"m{n}") for n in range(3)]
+    result = client.publish(CONTACTS, files, label=label, **FAST_WAIT)
+    assert (result.files, result.file_bytes, result.records_out) == (3, sum(map(len, files)), 9)
+    [batch] = _batches_with(sandbox, CONTACTS, label)
+    stem = label.replace("/", "_")
+    assert batch["files"] == {f"{stem}/part-{n:05d}.parquet": len(files[n]) for n in range(3)}
+    again = client.publish(CONTACTS, files[:1], label=label, **FAST_WAIT)
+    assert again.predecessors == (result.batch_id,) and again.files == 1
+    assert [b["id"] for b in _batches_with(sandbox, CONTACTS, label) if b["live"]] == [again.batch_id]
+
+
+def test_more_files_than_a_batch_takes_are_refused_before_any_batch(sandbox: ExperiencePlatformSandbox,
+                                                                    client: ExperiencePlatformClient) -> None:
+    delta = _Delta(sandbox)
+    with pytest.raises(FileTooLargeError, match="1501 file"):
+        client.publish(CONTACTS, [b"x"] * 1_501, label=unique_label("many"), **FAST_WAIT)
+    with pytest.raises(ValueError, match="empty file"):
+        client.publish(CONTACTS, [b"x", b""], label=unique_label("hole"), **FAST_WAIT)
+    assert delta["create_batch"] == 0 and delta["catalog_dataset"] == 0
 
 
 def test_file_refused_by_platform_as_too_large_aborts_the_batch(sandbox: ExperiencePlatformSandbox,

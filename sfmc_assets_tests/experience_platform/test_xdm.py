@@ -19,6 +19,7 @@ from sfmc_assets.lib.experience_platform import (
     XdmMappingError,
     column_lineage,
     to_parquet_bytes,
+    to_parquet_files,
     to_xdm,
 )
 from sfmc_assets.lib.experience_platform.xdm import XDM_ID_NAMESPACE, _record_ids
@@ -88,6 +89,32 @@ def test_null_struct_is_null_in_parquet_not_a_struct_of_nulls() -> None:
     assert rows[1]["person"] is None
     schema = pq.read_schema(io.BytesIO(to_parquet_bytes(to_xdm(contacts_frame(), configured_mappings()["contacts"]))))
     assert str(schema.field("identityMap").type).startswith("map<")
+
+
+def test_datetimes_are_int64_timestamp_millis_as_in_adobes_parquet_mapping() -> None:
+    data = to_parquet_bytes(to_xdm(engagement_frame(), configured_mappings()["engagement"]))
+    schema = pq.ParquetFile(io.BytesIO(data)).schema
+    stamp = schema.column(schema.names.index("timestamp"))
+    assert stamp.physical_type == "INT64" and stamp.converted_type == "TIMESTAMP_MILLIS"
+    assert "isAdjustedToUTC=true" in str(stamp.logical_type) and "timeUnit=milliseconds" in str(stamp.logical_type)
+    contacts = pq.ParquetFile(io.BytesIO(to_parquet_bytes(to_xdm(contacts_frame(), configured_mappings()["contacts"]))))
+    nested = [c for c in contacts.schema if c.path.endswith("modifiedAt")]
+    assert nested and all(c.converted_type == "TIMESTAMP_MILLIS" for c in nested)
+
+
+@pytest.mark.parametrize("limit", [8_000, 12_000, 1_000_000])  # a file alone is ~4.5 KB
+def test_a_frame_over_the_limit_becomes_several_files_in_row_order(limit: int) -> None:
+    frame = to_xdm(pl.concat([engagement_frame(f"e{n}") for n in range(60)]), configured_mappings()["engagement"])
+    files = to_parquet_files(frame, limit)
+    assert all(len(f) <= limit for f in files)
+    assert (len(files) == 1) == (len(to_parquet_bytes(frame)) <= limit)
+    back = pl.concat([pl.read_parquet(io.BytesIO(f)) for f in files])
+    assert back["_id"].to_list() == frame["_id"].to_list()
+
+
+def test_a_single_row_over_the_limit_is_left_whole_for_the_client_to_refuse() -> None:
+    frame = to_xdm(engagement_frame(), configured_mappings()["engagement"]).head(1)
+    assert len(to_parquet_files(frame, 10)) == 1
 
 
 def test_events_have_deterministic_ids_timestamps_and_event_types() -> None:

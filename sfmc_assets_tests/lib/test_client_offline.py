@@ -35,6 +35,6 @@ def test_repr_never_shows_the_secret() -> None:
 
 
 def test_errors_name_the_data_extension_and_request() -> None:
-    err = MarketingCloudError("boom", request="GET data/v1/x", status=500, errorcode=0)
+    err = MarketingCloudError("boom", request="GET data/v1/x", status=500, code=0)
     err.with_context(data_extension="Contacts_DE")
     assert str(err) == "boom [data extension: Contacts_DE; request: GET data/v1/x; HTTP 500; errorcode 0]"

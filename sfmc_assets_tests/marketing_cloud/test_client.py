@@ -64,6 +64,19 @@ def test_one_token_serves_many_calls(mc_sandbox: MarketingCloudSandbox) -> None:
     assert mc_sandbox.stats()["token"] == 1
 
 
+def test_query_strings_encode_spaces_as_pct20(mc_sandbox: MarketingCloudSandbox) -> None:
+    """The sandbox refuses `+` for a space in `$filter` (a strict server's reading); the client sends `%20`."""
+    with client_for(mc_sandbox) as client:
+        got = read(client, page_size=500)
+        discover_fields(client, "Campaign_Engagement")
+    assert got.height > 0
+    queries = mc_sandbox.queries()
+    first = next(q for q in queries if "$filter=" in q)
+    assert "$filter=EventDate%20gte%20'" in first and "%20and%20EventDate%20lt%20'" in first
+    assert "$orderBy=EngagementID%20asc" in first
+    assert mc_sandbox.stats().get("query_plus", 0) == 0 and not any("+" in q for q in queries)
+
+
 def test_window_outside_the_data_is_an_empty_typed_result(mc_sandbox: MarketingCloudSandbox) -> None:
     with client_for(mc_sandbox) as client:
         got = read(client, window=Window.day("2025-01-01"))

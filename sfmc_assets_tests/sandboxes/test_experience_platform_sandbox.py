@@ -24,7 +24,7 @@ from sfmc_assets.sandboxes.experience_platform import (
     schema_field_paths,
 )
 
-CONTACTS, ENGAGEMENT, ACTIVITIES = (s.id for s in SEED_DATASETS)
+CONTACTS, ENGAGEMENT, ACTIVITIES = (s.id for s in SEED_DATASETS[:3])
 IMPORT = "/data/foundation/import"
 CATALOG = "/data/foundation/catalog"
 
@@ -98,9 +98,10 @@ class Client:
             data=data,
         )
 
-    def action(self, batch_id: str, action: str) -> requests.Response:
+    def action(self, batch_id: str, action: str, content_type: str | None = "application/json") -> requests.Response:
         return self.http.post(
-            f"{self.sb.url}{IMPORT}/batches/{batch_id}?action={action}", headers=self.headers()
+            f"{self.sb.url}{IMPORT}/batches/{batch_id}?action={action}",
+            headers=self.headers(**{"Content-Type": content_type}),
         )
 
     def batch(self, batch_id: str) -> dict[str, Any]:
@@ -132,7 +133,7 @@ def client(sandbox: ExperiencePlatformSandbox) -> Client:
 
 IDENTITY = pa.struct([("id", pa.string()), ("primary", pa.bool_())])
 IDENTITY_MAP = pa.map_(pa.string(), pa.list_(IDENTITY))
-UTC = pa.timestamp("us", tz="UTC")
+UTC = pa.timestamp("ms", tz="UTC")  # XDM DateTime in Parquet: INT64 TIMESTAMP_MILLIS
 CONTACTS_ARROW = pa.schema(
     [
         ("_id", pa.string()),
@@ -288,6 +289,40 @@ def test_gateway_requires_a_content_type_on_bodies(client: Client) -> None:
     assert resp.json()["detail"] == "A valid content-type must be specified"
 
 
+def test_batch_actions_need_a_json_content_type_even_without_a_body(client: Client) -> None:
+    batch_id = client.create_batch(ENGAGEMENT, "json")
+    client.upload(batch_id, ENGAGEMENT, "f.json", jsonl([event(1)]))
+    for content_type in (None, "text/plain"):
+        refused = client.action(batch_id, "COMPLETE", content_type=content_type)
+        assert refused.status_code == 400, content_type
+        assert refused.json()["detail"] == "A valid content-type must be specified"
+    assert client.batch(batch_id)["status"] == "loading"
+    assert client.action(batch_id, "COMPLETE").status_code == 200
+
+
+def test_parquet_datetimes_must_be_timestamp_millis(client: Client) -> None:
+    """Adobe's mapping table: XDM DateTime is INT64 TIMESTAMP_MILLIS; other units fail the file."""
+    rows = [contact(1)]
+    millis = client.ingest(CONTACTS, contacts_parquet(rows))
+    assert millis["status"] == "success"
+
+    def in_micros(t: pa.DataType) -> pa.DataType:
+        if pa.types.is_timestamp(t):
+            return pa.timestamp("us", tz=t.tz)
+        return pa.struct([pa.field(f.name, in_micros(f.type)) for f in t]) if pa.types.is_struct(t) else t
+
+    micros = pa.Table.from_pylist(rows, schema=pa.schema([pa.field(f.name, in_micros(f.type))
+                                                          for f in CONTACTS_ARROW]))
+    buf = io.BytesIO()
+    pq.write_table(micros, buf)
+    failed = client.ingest(CONTACTS, buf.getvalue())
+    assert failed["status"] == "failed"
+    errors = client.sb.batches()[-1]["rowErrors"][0]["errors"]
+    assert {e["pointerToViolation"] for e in errors} == {"#/_sfmcsandbox/lifecycle/lastOrderDate",
+                                                          "#/_sfmcsandbox/lifecycle/modifiedAt"}
+    assert "TIMESTAMP_MILLIS" in errors[0]["message"]
+
+
 # -- Catalog datasets ---------------------------------------------------------------------------------
 
 
@@ -303,7 +338,7 @@ def test_dataset_get_and_list_are_keyed_objects(client: Client) -> None:
         f"{CATALOG}/dataSets", params={"properties": "name,schemaRef", "tags": "unifiedProfile:*"}
     )
     assert listing.status_code == 200
-    assert set(listing.json()) == {CONTACTS, ENGAGEMENT, ACTIVITIES}
+    assert set(listing.json()) == {seed.id for seed in SEED_DATASETS if "unifiedProfile" in seed.tags}
     assert set(listing.json()[CONTACTS]) == {"name", "schemaRef"}
     assert list(client.get(f"{CATALOG}/dataSets", params={"limit": 1, "start": 1}).json()) == [ENGAGEMENT]
     assert client.get(f"{CATALOG}/dataSets", params={"limit": 0}).status_code == 400
@@ -441,7 +476,7 @@ def test_polars_parquet_with_struct_identity_map_and_nulls(client: Client) -> No
         }
     )
     buf = io.BytesIO()
-    frame.write_parquet(buf)
+    frame.with_columns(pl.col("timestamp").dt.cast_time_unit("ms")).write_parquet(buf)
     batch = client.ingest(ACTIVITIES, buf.getvalue())
     assert batch["status"] == "success", client.sb.batches()[-1]["rowErrors"]
     second = client.sb.live_records(ACTIVITIES)[1]
@@ -574,6 +609,65 @@ def test_upload_size_limit(client: Client) -> None:
     assert client.upload(batch_id, ENGAGEMENT, "ok.json", jsonl([event(1)])).status_code == 201
 
 
+def test_batches_over_the_guardrails_fail_at_ingestion_with_the_documented_message(tmp_path: Path) -> None:
+    with ExperiencePlatformSandbox(tmp_path, processing_delay_s=0.05, max_files_per_batch=2) as sb:
+        client = Client(sb)
+        batch_id = client.create_batch(ENGAGEMENT, "json")
+        for n in range(3):
+            assert client.upload(batch_id, ENGAGEMENT, f"part-{n}.json", jsonl([event(n)])).status_code == 201
+        assert client.action(batch_id, "COMPLETE").status_code == 200
+        batch = client.wait(batch_id)
+        assert batch["status"] == "failed"
+        assert batch["errors"][0]["description"] == "Batch ingestion guardrails hit: 3 files (over the 2 threshold)"
+        two = client.create_batch(ENGAGEMENT, "json")
+        for n in range(2):
+            client.upload(two, ENGAGEMENT, f"part-{n}.json", jsonl([event(10 + n)]))
+        client.action(two, "COMPLETE")
+        assert client.wait(two)["status"] == "success"
+
+
+def test_large_file_upload_in_parts(client: Client) -> None:
+    """INITIALIZE, PATCH parts with Content-Range (any order), HEAD for the range received, COMPLETE;
+    overlapping or missing chunks are refused at completion."""
+    data = contacts_parquet([contact(n) for n in range(1, 4)])
+    batch_id = client.create_batch(CONTACTS)
+    url = f"{client.sb.url}{IMPORT}/batches/{batch_id}/datasets/{CONTACTS}/files/big.parquet"
+    json_type, octets = {"Content-Type": "application/json"}, {"Content-Type": "application/octet-stream"}
+
+    def part(first: int, last: int, content_range: str | None = None) -> requests.Response:
+        headers = client.headers(**octets, **{"Content-Range": content_range or f"bytes {first}-{last}"})
+        return client.http.patch(url, headers=headers, data=data[first:last + 1])
+
+    assert client.http.post(url, params={"action": "INITIALIZE"}, headers=client.headers(**json_type)).status_code == 201
+    assert part(100, len(data) - 1).json() == {"name": "big.parquet", "sizeInBytes": len(data) - 100}
+    assert client.http.head(url, headers=client.headers()).headers["Range"] == f"bytes=0-{len(data) - 1}"
+    missing = client.http.post(url, params={"action": "COMPLETE"}, headers=client.headers(**json_type))
+    assert missing.status_code == 400 and "missing at byte 0" in missing.json()["detail"]
+    assert part(0, 150).status_code == 200
+    overlapping = client.http.post(url, params={"action": "COMPLETE"}, headers=client.headers(**json_type))
+    assert overlapping.status_code == 400 and "overlapping" in overlapping.json()["detail"]
+    assert part(5, 9, "bytes 5-99").status_code == 400  # the range says more than the body holds
+
+
+def test_large_file_upload_completes_into_the_batch(client: Client) -> None:
+    data = contacts_parquet([contact(n) for n in range(1, 4)])
+    batch_id = client.create_batch(CONTACTS)
+    url = f"{client.sb.url}{IMPORT}/batches/{batch_id}/datasets/{CONTACTS}/files/big.parquet"
+    json_type = client.headers(**{"Content-Type": "application/json"})
+    client.http.post(url, params={"action": "INITIALIZE"}, headers=json_type)
+    for first in range(0, len(data), 1000):
+        last = min(first + 999, len(data) - 1)
+        headers = client.headers(**{"Content-Type": "application/octet-stream", "Content-Range": f"bytes {first}-{last}"})
+        assert client.http.patch(url, headers=headers, data=data[first:last + 1]).status_code == 200
+    assert client.http.post(url, params={"action": "COMPLETE"}, headers=json_type).status_code == 201
+    assert client.action(batch_id, "COMPLETE").status_code == 200
+    assert client.wait(batch_id)["status"] == "success"
+    assert client.sb.batches(CONTACTS)[-1]["files"] == {"big.parquet": len(data)}
+    not_started = client.http.patch(url.replace("big.parquet", "other.parquet"), data=b"x", headers=client.headers(
+        **{"Content-Type": "application/octet-stream", "Content-Range": "bytes 0-0"}))
+    assert not_started.status_code in (400, 404)
+
+
 def test_upload_rules(client: Client) -> None:
     batch_id = client.create_batch(ENGAGEMENT, "json")
     assert (
@@ -633,6 +727,35 @@ def test_catalog_batch_listing(client: Client) -> None:
     failed = client.get(f"{CATALOG}/batches", params={"status": "failed", "properties": "status"}).json()
     assert failed == {b["id"]: {"status": "failed"}}
     assert client.get(f"{CATALOG}/batches/01NOPE").status_code == 404
+
+
+def test_catalog_batch_filters_select_on_the_server(client: Client) -> None:
+    """`tags`, `externalId`, `createdAfter`, `status` and `dataSet` as in Adobe's catalog.yaml."""
+    day1 = client.ingest(ENGAGEMENT, jsonl([event(1)]), "json", tags={"label": ["campaigns/2026-10-01"]},
+                         externalId="ext-1")
+    day2 = client.ingest(ENGAGEMENT, jsonl([event(2)]), "json", tags={"label": ["campaigns/2026-10-02"]})
+    other = client.ingest(CONTACTS, contacts_parquet([contact(1)]), tags={"label": ["campaigns/2026-10-01"]})
+
+    def ids(**params: Any) -> list[str]:
+        return list(client.get(f"{CATALOG}/batches", params={"orderBy": "desc:created", **params}).json())
+
+    assert ids(dataSet=ENGAGEMENT, tags="label:campaigns/2026-10-01") == [day1["id"]]
+    assert ids(tags="label:campaigns/2026-10-01") == [other["id"], day1["id"]]
+    assert ids(dataSet=ENGAGEMENT, tags="label:campaigns/*") == [day2["id"], day1["id"]]
+    assert ids(dataSet=ENGAGEMENT, tags="label:campaigns/2026-10-01,acp_enableErrorDiagnostics:*") == []
+    assert ids(externalId="ext-1") == [day1["id"]]
+    assert ids(dataSet=ENGAGEMENT, createdAfter=str(day1["created"])) == [day2["id"]]
+    assert ids(dataSet=ENGAGEMENT, status="success", tags="label:campaigns/2026-10-02") == [day2["id"]]
+    assert ids(dataSet=ENGAGEMENT, status="failed", tags="label:*") == []
+
+
+def test_seeded_batches_are_listed_like_any_other(client: Client) -> None:
+    seeded = client.sb.seed_batches(ENGAGEMENT, [{"label": [f"old/{n}"]} for n in range(250)])
+    newest = client.get(f"{CATALOG}/batches", params={"dataSet": ENGAGEMENT, "orderBy": "desc:created",
+                                                      "limit": 100}).json()
+    assert list(newest) == seeded[::-1][:100]
+    one = client.get(f"{CATALOG}/batches", params={"tags": "label:old/7"}).json()
+    assert list(one) == [seeded[7]] and one[seeded[7]]["status"] == "success"
 
 
 # -- faults -------------------------------------------------------------------------------------------
@@ -758,4 +881,4 @@ def test_inspection_endpoints(client: Client) -> None:
     assert batches[1]["predecessors"] == [first["id"]]
     assert client.http.get(f"{client.sb.url}/_sandbox/datasets/nope/records").status_code == 404
     discovery = client.http.get(f"{client.sb.url}/_sandbox/discovery").json()
-    assert discovery["datasets"] == {"contacts": CONTACTS, "engagement": ENGAGEMENT, "activities": ACTIVITIES}
+    assert discovery["datasets"] == {seed.key: seed.id for seed in SEED_DATASETS}

@@ -21,6 +21,7 @@ import polars as pl
 import pytest
 import requests
 
+from sfmc_assets.lib.http import encode_query
 from sfmc_assets.sandboxes.marketing_cloud import Fault, MarketingCloudSandbox
 
 UTC = dt.timezone.utc
@@ -43,9 +44,11 @@ class Api:
         self.token = new_token(sb)
 
     def get(self, path: str, params: dict[str, Any] | None = None, **kw: Any) -> requests.Response:
+        """GET with the query encoded as Marketing Cloud's clients do (`%20`; `params=` would send `+`)."""
         headers = {"Authorization": f"Bearer {self.token}"}
         kw.setdefault("timeout", 30)
-        return self.http.get(self.sb.url + path, params=params, headers=headers, **kw)
+        query = ("?" + encode_query(params, safe="$,'")) if params else ""
+        return self.http.get(self.sb.url + path + query, headers=headers, **kw)
 
     def rowset(self, key: str, **params: Any) -> requests.Response:
         return self.get(f"data/v1/customobjectdata/key/{key}/rowset", params)
@@ -426,6 +429,21 @@ def test_bad_requests_are_400_with_the_error_shape(api: Api, params: dict[str, s
     assert resp.status_code == 400
     body = resp.json()
     assert body["errorcode"] == 10000 and body["documentation"] == DOC and body["message"]
+
+
+def test_spaces_encoded_as_plus_are_not_spaces(api: Api) -> None:
+    """A strict server decodes the query as a URI: `+` is a plus sign, so a `+`-encoded filter is malformed."""
+    flt = "CustomerStage eq 'New'"
+    url = f"data/v1/customobjectdata/key/Contacts_DE/rowset?$filter={flt.replace(' ', '+')}"
+    plus = api.get(url)
+    assert plus.status_code == 400 and plus.json()["errorcode"] == 10000
+    pct20 = api.get(f"data/v1/customobjectdata/key/Contacts_DE/rowset?$filter={flt.replace(' ', '%20')}")
+    assert pct20.status_code == 200 and pct20.json()["count"] > 0
+    # A literal plus inside a value stays a plus (`%2B` and `+` both decode to it).
+    assert api.rowset("Contacts_DE", **{"$filter": "MobilePhone eq '+33 6'"}).status_code == 200
+    raw = api.sb.queries()
+    assert raw[-3].startswith("$filter=CustomerStage+eq") and "%20" in raw[-2] and "+" not in raw[-1]
+    assert api.sb.stats()["query_plus"] >= 1 and api.sb.stats()["query_pct20"] >= 2
 
 
 def test_filter_literals_are_parameters_not_sql(api: Api) -> None:

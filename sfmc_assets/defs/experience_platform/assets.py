@@ -1,7 +1,7 @@
 """`aep/<name>`: each clean partition published to Experience Platform as one batch, in XDM shape.
 
-A partition is one Parquet batch through the batch-ingestion protocol (create, upload, complete, wait
-for Catalog's verdict). Re-publishing a partition sends a replay batch whose predecessors are the live
+A partition is one batch through the batch-ingestion protocol (create, upload, complete, wait for
+Catalog's verdict), holding one Parquet file, or several when the day is over the small-file limit. Re-publishing a partition sends a replay batch whose predecessors are the live
 batches of that partition (found by the batch's label tag), so the dataset never holds a day twice.
 The asset depends on the clean asset, so a day that failed its gate is never published; the XDM mapping
 lives in the configuration and shows in the UI as column lineage.
@@ -22,7 +22,7 @@ from sfmc_assets.lib.experience_platform import (
     ExperiencePlatformError,
     XdmMappingError,
 )
-from sfmc_assets.lib.experience_platform.xdm import XdmMapping, column_lineage, to_parquet_bytes, to_xdm
+from sfmc_assets.lib.experience_platform.xdm import XdmMapping, column_lineage, to_parquet_files, to_xdm
 from sfmc_assets.resources import ExperiencePlatformResource, LakeResource
 
 PUBLISH_GROUP = "aep_publish"
@@ -111,7 +111,7 @@ def _publish_day(
         with partition_lock(context.instance, f"{publish_key(de).to_user_string()}/{partition}",
                             timeout_s=2 * resource.batch_deadline_s + 60, log=context.log):
             result = client.publish(
-                mapping.dataset, to_parquet_bytes(records), label=label(de, partition),
+                mapping.dataset, to_parquet_files(records, client.max_file_bytes), label=label(de, partition),
                 deadline_s=resource.batch_deadline_s, poll_initial_s=resource.poll_initial_s,
             )
     except (ExperiencePlatformError, XdmMappingError, FileNotFoundError, PartitionBusyError) as exc:
@@ -134,6 +134,7 @@ def _publish_day(
         "records_failed": result.records_failed,
         "clean_rows": frame.height,
         "file_bytes": result.file_bytes,
+        "files": result.files,
         "replaced_batches": ", ".join(result.predecessors) or "none",
         "duration_s": round(time.monotonic() - started, 3),
     })

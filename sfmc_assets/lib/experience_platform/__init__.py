@@ -29,6 +29,7 @@ from sfmc_assets.lib.experience_platform.xdm import (
     XdmMappingError,
     column_lineage,
     to_parquet_bytes,
+    to_parquet_files,
     to_xdm,
 )
 
@@ -53,5 +54,6 @@ __all__ = [
     "XdmMappingError",
     "column_lineage",
     "to_parquet_bytes",
+    "to_parquet_files",
     "to_xdm",
 ]

@@ -6,64 +6,27 @@ the client secret in a form body, neither is ever rendered) and Platform's own c
 """
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
+
+from sfmc_assets.lib.http import ServiceError, Transient
 
 
-class ExperiencePlatformError(Exception):
+class ExperiencePlatformError(ServiceError):
     """An Experience Platform (or IMS) call failed."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        dataset: str | None = None,
-        batch_id: str | None = None,
-        request: str | None = None,
-        status: int | None = None,
-        code: str | None = None,
-        title: str | None = None,
-        detail: str | None = None,
-    ) -> None:
-        self.reason = message
-        self.dataset = dataset
-        self.batch_id = batch_id
-        self.request = request
-        self.status = status
-        self.code = code
-        self.title = title
-        self.detail = detail
-        super().__init__(self._render())
+    CONTEXT: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("dataset", "dataset: {}"), ("batch_id", "batch: {}"), ("request", "request: {}"), ("status", "HTTP {}"),
+        ("code", "code {}"), ("title", "title {}"), ("detail", "detail: {}"),
+    )
+    dataset: str | None
+    batch_id: str | None
+    code: str | None
+    title: str | None
+    detail: str | None
 
-    def _render(self) -> str:
-        parts = [self.reason]
-        if self.dataset:
-            parts.append(f"dataset: {self.dataset}")
-        if self.batch_id:
-            parts.append(f"batch: {self.batch_id}")
-        if self.request:
-            parts.append(f"request: {self.request}")
-        if self.status is not None:
-            parts.append(f"HTTP {self.status}")
-        if self.code:
-            parts.append(f"code {self.code}")
-        if self.title:
-            parts.append(f"title {self.title}")
+    def _shown(self, name: str, value: Any) -> bool:
         # The detail is usually already part of the reason; only repeat it when it adds something.
-        if self.detail and self.detail not in self.reason:
-            parts.append(f"detail: {self.detail}")
-        return parts[0] + (" [" + "; ".join(parts[1:]) + "]" if len(parts) > 1 else "")
-
-    def with_context(self, *, dataset: str | None = None, batch_id: str | None = None) -> "ExperiencePlatformError":
-        """The same error naming the dataset/batch (set where the caller knows them)."""
-        if dataset and not self.dataset:
-            self.dataset = dataset
-        if batch_id and not self.batch_id:
-            self.batch_id = batch_id
-        self.args = (self._render(),)
-        return self
-
-    def __str__(self) -> str:
-        return self._render()
+        return super()._shown(name, value) and not (name == "detail" and str(value) in self.reason)
 
 
 class AuthenticationError(ExperiencePlatformError):
@@ -124,9 +87,5 @@ class BatchStuckError(ExperiencePlatformError):
         super().__init__(message, **kwargs)
 
 
-class RetryableError(ExperiencePlatformError):
+class RetryableError(ExperiencePlatformError, Transient):
     """A transient failure (429, 5xx, timeout, dropped connection, malformed body): retried when idempotent."""
-
-    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
-        self.retry_after = retry_after
-        super().__init__(message, **kwargs)

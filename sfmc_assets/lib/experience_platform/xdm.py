@@ -2,23 +2,28 @@
 
 A mapping names, per XDM dot path, the canonical column that fills it (`person.name.firstName:
 first_name`), plus the parts XDM treats specially: `identityMap` (namespace -> identities), the record `_id`
-(deterministic, so a re-sent ExperienceEvent is dropped by Profile as a duplicate, doc §4.4/§9),
+(deterministic, so Profile drops a re-sent ExperienceEvent as a duplicate:
+https://experienceleague.adobe.com/en/docs/experience-platform/xdm/classes/experienceevent),
 `timestamp` and `eventType` for ExperienceEvents.
 
-Parquet shape (what Platform and the local sandbox read, doc §4.5, §2.9):
+Parquet shape (what Platform and the local sandbox read):
 - nested XDM objects are nested structs; `identityMap` is a Parquet MAP<string, list<struct<id, primary>>>
   (Polars has no map type, so the frame carries it as list<struct<key, value>>, Arrow's physical layout of
   a map, and `to_parquet_bytes` writes it as a MAP);
-- Platform "does not accept null or empty values ... the key should be excluded" (§2.9). A Parquet column
+- Platform "does not accept null or empty values ... the key should be excluded"
+  (https://experienceleague.adobe.com/en/docs/experience-platform/xdm/schema/composition). A Parquet column
   cannot be left out of one row, so a null cell is how Parquet says "absent" (the sandbox reads it that way
   too). To get as close to "omitted" as Parquet allows, empty strings become null, a struct whose fields are
   all null is itself null (so no empty `person.name {}` object), and identities with a null/empty id are left
   out of the map rather than sent with a null id;
-- datetimes are UTC TIMESTAMP(MICROS); decimals become doubles (XDM `number` is a double).
+- datetimes are UTC TIMESTAMP(MILLIS), the Parquet type of XDM DateTime in Adobe's mapping table
+  (https://experienceleague.adobe.com/en/docs/experience-platform/xdm/schema/field-constraints#parquet);
+  decimals become doubles (XDM `number` is a double).
 """
 
 import io
 import itertools
+import math
 import uuid
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -75,7 +80,7 @@ class XdmMapping(_Strict):
     @model_validator(mode="after")
     def _check(self) -> "XdmMapping":
         if self.xdm_class == "experience_event":
-            # `_id` and `timestamp` are required by the ExperienceEvent class (doc §4.4).
+            # `_id` and `timestamp` are required by the ExperienceEvent class.
             if not self.timestamp:
                 raise ValueError("an experience_event mapping needs `timestamp`")
         elif self.timestamp or self.event_type:
@@ -139,7 +144,7 @@ def _leaf(column: str, dtype: pl.DataType) -> pl.Expr:
         return col.cast(pl.Float64)
     if isinstance(dtype, pl.Datetime):
         utc = col.dt.convert_time_zone("UTC") if dtype.time_zone else col.dt.replace_time_zone("UTC")
-        return utc.dt.cast_time_unit("us")
+        return utc.dt.cast_time_unit("ms")  # XDM DateTime is INT64 TIMESTAMP_MILLIS in Parquet
     if isinstance(dtype, (pl.Categorical, pl.Enum)):
         col = col.cast(pl.String)
         dtype = pl.String()
@@ -190,7 +195,7 @@ def _identity_map(identities: Mapping[str, IdentitySpec]) -> pl.Expr:
 
 
 def _record_ids(frame: pl.DataFrame, mapping: XdmMapping) -> pl.Series:
-    """UUIDv5 of dataset + primary key: the same row always gets the same `_id` (doc §4.4 de-duplication).
+    """UUIDv5 of dataset + primary key: the same row always gets the same `_id` (Profile de-duplicates on it).
 
     Equal to `uuid.uuid5(XDM_ID_NAMESPACE, "\\x1f".join((dataset, *key)))` (tested), computed in bulk:
     DuckDB's SHA-1 over namespace bytes + UTF-8 name, then RFC 4122's version and variant bits set on the
@@ -268,3 +273,20 @@ def to_parquet_bytes(frame: pl.DataFrame) -> bytes:
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="snappy")
     return buffer.getvalue()
+
+
+def to_parquet_files(frame: pl.DataFrame, max_bytes: int) -> list[bytes]:
+    """The frame as Parquet files of at most `max_bytes` each, in row order: one file when it fits.
+
+    A day over Platform's small-file limit (256 MB) becomes several files of one batch. The first cut
+    aims 10% under the limit (rows differ in size); a part that is still too large is cut again. A single
+    row larger than the limit is returned as is: the client then refuses it, naming its size.
+    """
+    whole = to_parquet_bytes(frame)
+    if len(whole) <= max_bytes or frame.height <= 1:
+        return [whole]
+    parts = max(2, math.ceil(len(whole) * 1.1 / max_bytes))
+    del whole
+    rows = math.ceil(frame.height / parts)
+    return [data for offset in range(0, frame.height, rows)
+            for data in to_parquet_files(frame.slice(offset, rows), max_bytes)]

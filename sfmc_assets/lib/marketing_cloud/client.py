@@ -1,39 +1,39 @@
 """HTTP client for Marketing Cloud's REST API: server-to-server OAuth, retries, JSON calls.
 
-Protocol facts (reference: shared/reference/marketing-cloud-api.md):
-- `POST {auth base}/v2/token` with a JSON body; the response names `rest_instance_url` (ending in `/`),
-  and `expires_in` (1079 s in practice, the real lifetime is 20 min).
-- A token is meant to be reused for its lifetime (one token request per 20 min is the documented limit),
-  so it is cached and refreshed five minutes ahead of expiry; a 401 on a REST call refreshes it once and
-  replays the request once.
-- 429 (with `Retry-After`), 5xx, timeouts, dropped connections and malformed bodies are transient: retried
-  with exponential backoff and jitter, bounded in attempts and in total time. `invalid_client` is not.
+The transport (session, token cache, retries, scrubbing) is the shared core in `sfmc_assets.lib.http`;
+this module adds what is Marketing Cloud's own:
+- `POST {auth base}/v2/token` with a JSON body; the response names `rest_instance_url` (the REST base) and
+  `expires_in` (1079 s in practice; the real lifetime is 20 minutes). Salesforce asks for one token request
+  per 20 minutes per client and answers more with 429 / errorcode 50200
+  (https://help.salesforce.com/s/articleView?id=mc_overview_limits_api.htm), so the token is cached,
+  shared across processes when a cache folder is given, and renewed five minutes ahead of expiry; a 401
+  on a REST call renews it once and replays the GET once.
+- Query strings are percent-encoded with `%20` for spaces (the `$filter` of a rowset read has several).
+- Error bodies are `{message, errorcode, documentation}`; a key that names no data extension is said so.
 """
 
 import logging
 import re
-import threading
-import time
-from collections import Counter
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import orjson
 import requests
-from requests.adapters import HTTPAdapter
 
+from sfmc_assets.lib.http import ApiSession, ClientCredentials, ServiceClient, ServiceErrors, SharedTokenFile
+from sfmc_assets.lib.http.session import decode_json, encode_query
 from sfmc_assets.lib.marketing_cloud.errors import (
     AuthenticationError,
     DataExtensionNotFoundError,
     MarketingCloudError,
     RetryableError,
 )
-from sfmc_assets.lib.retrying import GaveUp, LogSink, RetrySettings, call_with_retries, retry_after_seconds
+from sfmc_assets.lib.retrying import LogSink, RetrySettings
 
 _AUTH_HOST = re.compile(r"^(?P<sub>[a-z0-9-]+)\.auth\.marketingcloudapis\.com$", re.IGNORECASE)
 _SUBDOMAIN = re.compile(r"^[a-z0-9-]+$", re.IGNORECASE)
-_TRANSIENT_STATUS = {429, 500, 502, 503, 504}
 #: Refresh this long before the reported expiry: Salesforce recommends refreshing ~5 minutes ahead.
 TOKEN_REFRESH_MARGIN_S = 300.0
 #: Rowset pages in flight per data extension by default. Marketing Cloud publishes no concurrency or
@@ -77,20 +77,12 @@ def normalize_auth_base_uri(value: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{path}/"
 
 
-def _error_fields(body: Any, *secrets: str | None) -> tuple[str | None, Any]:
-    """Marketing Cloud's `{message, errorcode}` (REST) or `{error, error_description}` (token endpoint).
-
-    Any of `secrets` a server echoes back is masked (defence in depth: neither Marketing Cloud nor the
-    sandbox does, but the text goes into errors and logs).
-    """
+def _error_fields(body: Any) -> tuple[str | None, Any]:
+    """Marketing Cloud's REST error `{message, errorcode, documentation}`."""
     if not isinstance(body, Mapping):
         return None, None
     message = body.get("message") or body.get("error_description") or body.get("error")
-    text = str(message) if message is not None else None
-    for secret in secrets:
-        if text and secret:
-            text = text.replace(secret, "***")
-    return text, body.get("errorcode", body.get("error"))
+    return (str(message) if message is not None else None), body.get("errorcode", body.get("error"))
 
 
 def json_object(content: bytes) -> dict[str, Any]:
@@ -104,17 +96,12 @@ def json_object(content: bytes) -> dict[str, Any]:
     return body
 
 
-def _decode(response: requests.Response) -> Any:
-    try:
-        return orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        return None
-
-
-class MarketingCloudClient:
+class MarketingCloudClient(ServiceClient):
     """One tenant (or sandbox) connection: token cache, pooled session, bounded retries, call counters.
 
-    Thread-safe: pages are fetched from several threads, sharing one token and one connection pool.
+    Thread-safe: pages are fetched from several threads, sharing one token and one connection pool. With a
+    `token_cache` folder the token is also shared with the other processes of the deployment (one token
+    request per token lifetime, as Salesforce asks).
     """
 
     def __init__(
@@ -128,23 +115,30 @@ class MarketingCloudClient:
         retry: RetrySettings | None = None,
         pool_size: int = 8,
         logger: LogSink | None = None,
+        token_cache: Path | None = None,
     ) -> None:
         self.auth_base_uri = normalize_auth_base_uri(auth_base_uri)
         self.client_id = client_id
-        self._client_secret = client_secret
         self.account_id = account_id or None
-        self.timeout = timeout
         self.retry = retry or RetrySettings()
         self.log: LogSink = logger or logging.getLogger("sfmc_assets.marketing_cloud")
-        self.counters: Counter[str] = Counter()
-        self._session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(2, pool_size), max_retries=0)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
-        self._token_lock = threading.Lock()
-        self._token: str | None = None
-        self._token_deadline = 0.0
-        self._rest_base: str | None = None
+        grant = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret}
+        if self.account_id:
+            grant["account_id"] = self.account_id
+        credentials = ClientCredentials(
+            issuer="Marketing Cloud", url=self.auth_base_uri + "v2/token", request="POST v2/token",
+            client_id=client_id, secret=client_secret, payload=grant, form_encoded=False,
+            hint="check SFMC_CLIENT_ID, SFMC_CLIENT_SECRET, SFMC_ACCOUNT_ID and that the installed package "
+                 "is enabled",
+            default_expires_in=1079, refresh_margin_s=TOKEN_REFRESH_MARGIN_S, extra_fields=("rest_instance_url",),
+        )
+        store = None
+        if token_cache is not None:
+            identity = f"marketing-cloud|{self.auth_base_uri}|{client_id}|{self.account_id or ''}"
+            store = SharedTokenFile(token_cache, identity=identity, secret=client_secret)
+        self.session = ApiSession(service="Marketing Cloud", errors=_ERRORS, credentials=credentials,
+                                  timeout=timeout, retry=self.retry, pool_size=pool_size, log=self.log,
+                                  token_store=store)
 
     def __repr__(self) -> str:
         return (
@@ -152,108 +146,11 @@ class MarketingCloudClient:
             f"client_secret='***', account_id={self.account_id!r})"
         )
 
-    def close(self) -> None:
-        self._session.close()
-
-    def __enter__(self) -> "MarketingCloudClient":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # -- authentication -------------------------------------------------------------------------------
-
     @property
     def rest_base(self) -> str:
         """The tenant's REST base URL (from the token response), ending with `/`."""
-        self._access_token()
-        assert self._rest_base is not None
-        return self._rest_base
-
-    def _access_token(self, *, stale: str | None = None) -> str:
-        """A valid token: cached, refreshed ahead of expiry, or renewed when `stale` was rejected."""
-        with self._token_lock:
-            if self._token and stale == self._token:
-                self._token = None  # the server rejected it: renew even if our clock says it is fresh
-            if self._token and time.monotonic() < self._token_deadline:
-                return self._token
-            body = self._with_retries(self._request_token, request="POST v2/token", data_extension=None)
-            self._token = str(body["access_token"])
-            expires_in = float(body.get("expires_in") or 1079)
-            self._token_deadline = time.monotonic() + max(30.0, expires_in - TOKEN_REFRESH_MARGIN_S)
-            rest = str(body.get("rest_instance_url") or "")
-            if not rest:
-                raise MarketingCloudError("token response has no rest_instance_url", request="POST v2/token")
-            self._rest_base = rest if rest.endswith("/") else rest + "/"
-            return self._token
-
-    def _request_token(self) -> dict[str, Any]:
-        payload: dict[str, Any] = {
-            "grant_type": "client_credentials",
-            "client_id": self.client_id,
-            "client_secret": self._client_secret,
-        }
-        if self.account_id:
-            payload["account_id"] = self.account_id
-        self.counters["token_requests"] += 1
-        response = self._send("POST", self.auth_base_uri + "v2/token", json=payload,
-                              request="POST v2/token", data_extension=None)
-        body = _decode(response)
-        if response.status_code == 200 and isinstance(body, dict) and body.get("access_token"):
-            return body
-        message, code = _error_fields(body, self._client_secret, self._token)
-        if response.status_code in _TRANSIENT_STATUS:
-            raise RetryableError(
-                f"token endpoint answered {response.status_code}: {message or 'no message'}",
-                retry_after=retry_after_seconds(response.headers.get("Retry-After"), body),
-                request="POST v2/token", status=response.status_code, errorcode=code,
-            )
-        if response.status_code in (400, 401, 403):
-            raise AuthenticationError(
-                f"Marketing Cloud refused the credentials of client id {self.client_id!r}: "
-                f"{message or 'no message'} (check SFMC_CLIENT_ID, SFMC_CLIENT_SECRET, SFMC_ACCOUNT_ID and "
-                "that the installed package is enabled)",
-                request=f"POST {self.auth_base_uri}v2/token", status=response.status_code, errorcode=code,
-            )
-        if response.status_code == 200:
-            raise RetryableError("token response is not JSON with an access_token",
-                                 request="POST v2/token", status=200)
-        raise MarketingCloudError(
-            f"unexpected answer from the token endpoint: {message or response.reason}",
-            request=f"POST {self.auth_base_uri}v2/token", status=response.status_code, errorcode=code,
-        )
-
-    # -- transport ------------------------------------------------------------------------------------
-
-    def _send(self, method: str, url: str, *, request: str, data_extension: str | None,
-              **kwargs: Any) -> requests.Response:
-        """One HTTP exchange; network-level failures become `RetryableError`."""
-        self.counters["http_requests"] += 1
-        try:
-            response = self._session.request(method, url, timeout=self.timeout, **kwargs)
-            # requests reads the body lazily; read it here so a cut connection is caught as transient.
-            _ = response.content
-            return response
-        except requests.Timeout as exc:
-            raise RetryableError(f"timed out after {self.timeout[1]:.0f}s ({type(exc).__name__})",
-                                 request=request, data_extension=data_extension) from None
-        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-            cause = type(exc.__context__ or exc).__name__
-            raise RetryableError(f"connection failed or dropped ({cause})",
-                                 request=request, data_extension=data_extension) from None
-
-    def _with_retries(self, fn: Any, *, request: str, data_extension: str | None) -> Any:
-        try:
-            return call_with_retries(fn, settings=self.retry, transient=RetryableError, counters=self.counters,
-                                     log=self.log, service="Marketing Cloud")
-        except GaveUp as gave_up:
-            exc = gave_up.last
-            assert isinstance(exc, RetryableError)
-            raise MarketingCloudError(
-                f"gave up after {gave_up.attempts} attempt(s) in {gave_up.elapsed_s:.1f}s: {exc.reason}",
-                data_extension=exc.data_extension or data_extension, request=exc.request or request,
-                status=exc.status, errorcode=exc.errorcode,
-            ) from None
+        rest = self.session.token().extra["rest_instance_url"]
+        return rest if rest.endswith("/") else rest + "/"
 
     # -- REST calls -----------------------------------------------------------------------------------
 
@@ -270,59 +167,41 @@ class MarketingCloudClient:
         corrupted): that is retried like a 5xx, so a parser that is faster than `orjson` (rowset pages are
         decoded by Polars, which releases the GIL) keeps the same guarantees.
         """
-        query = ("?" + urlencode(params, safe="$,'")) if params else ""
+        query = ("?" + encode_query(params, safe="$,'")) if params else ""
         request = f"GET {path}{query}"
+        context = {"data_extension": data_extension}
 
-        def attempt() -> T:
-            for replay in (False, True):
-                token = self._access_token()
-                url = self.rest_base + path.lstrip("/") + query
-                response = self._send("GET", url, request=request, data_extension=data_extension,
-                                      headers={"Authorization": f"Bearer {token}"})
-                if response.status_code == 200:
-                    try:
-                        return parse(response.content)
-                    except MalformedBodyError as exc:
-                        raise RetryableError(
-                            f"malformed response body ({len(response.content)} bytes {exc})",
-                            request=request, data_extension=data_extension, status=200,
-                        ) from None
-                body = _decode(response)
-                if response.status_code == 401 and not replay:
-                    # Expired or revoked token: renew once and replay once (FuelSDK issues, reference §1.5).
-                    self.counters["token_replays"] += 1
-                    self._access_token(stale=token)
-                    continue
-                self._check(response, body, request=request, data_extension=data_extension)
-            raise AssertionError("unreachable")
+        def respond(response: requests.Response) -> T:
+            if response.status_code == 200:
+                try:
+                    return parse(response.content)
+                except MalformedBodyError as exc:
+                    raise RetryableError(f"malformed response body ({len(response.content)} bytes {exc})",
+                                         request=request, data_extension=data_extension, status=200) from None
+            raise self._refusal(response, request=request, data_extension=data_extension)
 
-        self.counters["api_calls"] += 1
-        return self._with_retries(attempt, request=request, data_extension=data_extension)
-
-    def _check(self, response: requests.Response, body: Any, *, request: str,
-               data_extension: str | None) -> None:
-        """Raise the error a non-200 answer means (transient ones as `RetryableError`)."""
-        status = response.status_code
-        message, code = _error_fields(body, self._client_secret, self._token)
-        message = message or response.reason or "no message"
-        if status in _TRANSIENT_STATUS:
-            raise RetryableError(
-                f"Marketing Cloud answered {status}: {message}",
-                retry_after=retry_after_seconds(response.headers.get("Retry-After"), body if isinstance(body, dict) else None),
-                request=request, data_extension=data_extension, status=status, errorcode=code,
-            )
-        if status == 401:
-            raise MarketingCloudError(
-                f"not authorised even with a fresh token: {message} (does the installed package grant "
-                "`data_extensions_read` for this business unit?)",
-                request=request, data_extension=data_extension, status=status, errorcode=code,
-            )
-        if "cannot be retrieved for key" in message.lower() or (status == 404 and "customobjectdata/key/" in request):
-            raise DataExtensionNotFoundError(
-                f"no data extension with this external key: {message}",
-                request=request, data_extension=data_extension, status=status, errorcode=code,
-            )
-        raise MarketingCloudError(
-            f"Marketing Cloud rejected the request: {message}",
-            request=request, data_extension=data_extension, status=status, errorcode=code,
+        return self.session.call(
+            "GET", self.rest_base + path.lstrip("/") + query, request=request, context=context,
+            idempotent=True, respond=respond,
+            headers=lambda token: {"Authorization": f"Bearer {token}"},
         )
+
+    def _refusal(self, response: requests.Response, *, request: str,
+                 data_extension: str | None) -> MarketingCloudError:
+        """The error a non-200 answer means (transient ones are raised as `RetryableError`)."""
+        status = response.status_code
+        body = decode_json(response)
+        message, code = _error_fields(body)
+        message = self.session.scrub(message) or response.reason or "no message"
+        context = {"request": request, "data_extension": data_extension, "status": status, "code": code}
+        self.session.raise_if_transient(response, message, request=request,
+                                        context={"data_extension": data_extension}, code=code)
+        if status == 401:
+            return MarketingCloudError(f"not authorised even with a fresh token: {message} (does the installed "
+                                       "package grant `data_extensions_read` for this business unit?)", **context)
+        if "cannot be retrieved for key" in message.lower() or (status == 404 and "customobjectdata/key/" in request):
+            return DataExtensionNotFoundError(f"no data extension with this external key: {message}", **context)
+        return MarketingCloudError(f"Marketing Cloud rejected the request: {message}", **context)
+
+
+_ERRORS = ServiceErrors(base=MarketingCloudError, transient=RetryableError, authentication=AuthenticationError)

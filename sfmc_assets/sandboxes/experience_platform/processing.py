@@ -17,6 +17,11 @@ from .schemas import CODE_CORRUPT, CODE_REQUIRED, RowError, Validator
 
 MAX_ROW_ERRORS_KEPT = 200  # diagnostics kept per batch; counts are always exact
 
+#: Platform fails a batch over 25,000 files or 1 TB at ingestion, "and an error message identifies the
+#: exceeded threshold" (https://experienceleague.adobe.com/en/docs/experience-platform/ingestion/guardrails).
+MAX_FILES_PER_BATCH = 25_000
+MAX_BATCH_BYTES = 1024**4
+CODE_GUARDRAILS = "guardrails"  # the documents give the message, not a code
 CODE_EMPTY = "106"  # legacy code Platform still reports for an empty file (doc §2.6)
 CODE_UNDIAGNOSED = "INGEST-1211-400"
 CODE_DIAGNOSED = "INGEST-1212-400"
@@ -56,7 +61,12 @@ def _rows_from_file(path: Path, fmt: str, multiline: bool) -> tuple[list[Any], l
                 [RowError(CODE_CORRUPT, "#", "parquet", f"file cannot be read as Parquet: {exc}")],
                 True,
             )
-        return table.to_pylist(), [], True
+        wrong = [
+            RowError(CODE_CORRUPT, "#/" + "/".join(where), "parquet",
+                     f"{'.'.join(where)} is a TIMESTAMP in {unit}; XDM DateTime is INT64 TIMESTAMP_MILLIS")
+            for where, unit in _timestamps_not_in_millis(table.schema)
+        ]
+        return ([], wrong, True) if wrong else (table.to_pylist(), [], True)
     data = path.read_bytes()
     if multiline:
         try:
@@ -77,6 +87,41 @@ def _rows_from_file(path: Path, fmt: str, multiline: bool) -> tuple[list[Any], l
     return rows, errors, False
 
 
+def guardrails_hit(files: int, size: int, *, max_files: int, max_bytes: int) -> str | None:
+    """Platform's message for a batch over its file-count or size limit (its documented wording), or None."""
+    over = []
+    if files > max_files:
+        over.append(f"{files} files (over the {max_files} threshold)")
+    if size > max_bytes:
+        over.append(f"{size} bytes (over the {max_bytes} threshold)")
+    return "Batch ingestion guardrails hit: " + "; ".join(over) if over else None
+
+
+def _timestamps_not_in_millis(schema: pa.Schema) -> list[tuple[list[str], str]]:
+    """(path, unit) of every timestamp column not stored as milliseconds, nested ones included.
+
+    Adobe maps XDM DateTime to Parquet `INT64` annotated `TIMESTAMP_MILLIS` and no other timestamp type
+    (https://experienceleague.adobe.com/en/docs/experience-platform/xdm/schema/field-constraints#parquet).
+    Whether Platform coerces other units is not documented, so the sandbox accepts only the documented one.
+    """
+    found: list[tuple[list[str], str]] = []
+
+    def walk(dtype: pa.DataType, where: list[str]) -> None:
+        if pa.types.is_timestamp(dtype) and dtype.unit != "ms":
+            found.append((where, dtype.unit))
+        elif pa.types.is_struct(dtype):
+            for child in dtype:
+                walk(child.type, [*where, child.name])
+        elif pa.types.is_map(dtype):
+            walk(dtype.item_type, [*where, "value"])
+        elif pa.types.is_list(dtype) or pa.types.is_large_list(dtype):
+            walk(dtype.value_type, [*where, "items"])
+
+    for column in schema:
+        walk(column.type, [column.name])
+    return found
+
+
 @dataclass
 class _Corrupt:
     text: str
@@ -90,6 +135,8 @@ def promote(
     validator: Validator,
     diagnostics: bool,
     partial_percent: float | None,
+    max_files: int = MAX_FILES_PER_BATCH,
+    max_bytes: int = MAX_BATCH_BYTES,
 ) -> Outcome:
     """Validate every row of every file and decide the batch's fate like Platform does (doc §2.6).
 
@@ -98,6 +145,10 @@ def promote(
     """
     size = sum(p.stat().st_size for _, p in files)
     metrics = {"inputByteSize": size, "inputFileCount": len(files), "inputRecordCount": 0}
+    over = guardrails_hit(len(files), size, max_files=max_files, max_bytes=max_bytes)
+    if over:
+        metrics.update(outputRecordCount=0, failedRecordCount=0)
+        return Outcome("failed", metrics, [{"code": CODE_GUARDRAILS, "description": over, "rows": []}])
     empty = [name for name, p in files if p.stat().st_size == 0]
     if not files or empty:
         metrics.update(outputRecordCount=0, failedRecordCount=0)

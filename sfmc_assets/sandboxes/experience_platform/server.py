@@ -1,14 +1,18 @@
 """A local Adobe Experience Platform: IMS token endpoint, gateway rules, Catalog and Batch Ingestion.
 
 One loopback HTTP server plays both hosts (``ims-na1.adobelogin.com`` and ``platform.adobe.io``); their
-paths do not overlap.  Wire formats follow ``/work/shared/reference/experience-platform-api.md`` (cited as
-"doc §N"); where the doc marks a behaviour UNCONFIRMED the choice made here says so in a comment.
+paths do not overlap. Wire formats follow Adobe's OpenAPI descriptions (batch-ingestion.yaml and
+catalog.yaml in https://github.com/AdobeDocs/experience-platform-apis) and guides
+(https://experienceleague.adobe.com/en/docs/experience-platform/ingestion/batch/api-overview); where they
+leave a behaviour open, the choice made here says so in a comment.
 
-Routes (Platform ones go through the gateway rules of doc §1.5):
+Routes (Platform ones go through the gateway rules of the troubleshooting guide,
+https://experienceleague.adobe.com/en/docs/experience-platform/landing/troubleshooting):
 
 * ``POST /ims/token/v3``                                               -- route ``ims``
 * ``POST /data/foundation/import/batches``                              -- ``create_batch``
 * ``PUT  /data/foundation/import/batches/{b}/datasets/{d}/files/{path}`` -- ``upload``
+* ``POST|PATCH|HEAD .../files/{path}[?action=INITIALIZE|COMPLETE]``      -- ``large_upload``
 * ``POST /data/foundation/import/batches/{b}?action=COMPLETE``           -- ``complete``
 * ``POST /data/foundation/import/batches/{b}?action=ABORT|FAIL|REVERT``  -- ``batch_action``
 * ``GET  /data/foundation/catalog/batches[/{b}]``                       -- ``catalog_batch``
@@ -17,9 +21,9 @@ Routes (Platform ones go through the gateway rules of doc §1.5):
   ``faults`` (GET/POST/DELETE), ``schemas`` (POST), ``expire-tokens`` (POST).
 
 Batch lifecycle: ``loading`` --COMPLETE--> ``processing`` --worker after ``processing_delay_s``-->
-``success`` | ``failed``; ``ABORT`` -> ``aborted``; ``REVERT`` -> ``inactive``.  A successful replay batch
-turns its predecessors ``inactive`` (doc §2.1: replay is "equivalent to deleting the old batch and
-ingesting a new one").  A batch is *live* when it is ``success`` and not replaced or reverted.
+``success`` | ``failed``; ``ABORT`` -> ``aborted``; ``REVERT`` -> ``inactive``. A successful replay batch
+turns its predecessors ``inactive`` (replay is "equivalent to deleting the old batch and ingesting a new
+one"). A batch is *live* when it is ``success`` and not replaced or reverted.
 """
 
 from __future__ import annotations
@@ -39,10 +43,10 @@ from typing import Any
 
 import orjson
 
+from . import catalog, large_files
 from .faults import KIND_EXPIRE_TOKENS, KIND_FAIL_BATCH, KIND_HTTP, KIND_STUCK, Fault, FaultBook
-from .processing import Outcome, promote
+from .processing import MAX_BATCH_BYTES, MAX_FILES_PER_BATCH, Outcome, promote
 from .schemas import (
-    SCHEMA_CONTENT_TYPE,
     SEED_DATASETS,
     TENANT_ID,
     SchemaError,
@@ -56,7 +60,6 @@ IMS_EXPIRES_IN = 86399  # what IMS reports for its 24 h tokens (doc §1.2)
 DEFAULT_SCOPES = "openid,session,AdobeID,read_organizations,additional_info.projectedProductContext"
 STATE_FILE = "catalog.json"
 SECRET_FILE = "client_secret"
-SANDBOX_USER = "sandbox-technical-account@techacct.adobe.com"
 BATCH_ACTIONS = ("COMPLETE", "ABORT", "FAIL", "REVERT")
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -132,6 +135,8 @@ class ExperiencePlatformSandbox:
         processing_delay_s: float = 0.2,
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
         token_ttl_seconds: float = 86400.0,
+        max_files_per_batch: int = MAX_FILES_PER_BATCH,
+        max_batch_bytes: int = MAX_BATCH_BYTES,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -142,7 +147,9 @@ class ExperiencePlatformSandbox:
         self.org_id = org_id
         self.sandbox_name = sandbox_name
         self.processing_delay_s = processing_delay_s
-        self.max_file_bytes = max_file_bytes
+        self.max_file_bytes = max_file_bytes  # the small-file PUT limit (256 MB); lower it in tests
+        self.max_files_per_batch = max_files_per_batch
+        self.max_batch_bytes = max_batch_bytes
         self.token_ttl_seconds = token_ttl_seconds
         self.faults = FaultBook()
         self._lock = threading.RLock()
@@ -220,7 +227,10 @@ class ExperiencePlatformSandbox:
     def _load_state(self) -> dict[str, Any]:
         path = self.state_dir / STATE_FILE
         if path.exists():
-            return orjson.loads(path.read_bytes())
+            state = orjson.loads(path.read_bytes())
+            for dataset_id, dataset in state["datasets"].items():  # written by an older sandbox
+                catalog.complete_dataset(dataset_id, dataset, state["schemas"])
+            return state
         state: dict[str, Any] = {"version": 1, "schemas": {}, "datasets": {}, "batches": {}, "tokens": {}}
         self._state = state
         for seed in SEED_DATASETS:
@@ -303,6 +313,31 @@ class ExperiencePlatformSandbox:
                 if dataset_id is None or b["_sandbox"]["datasetId"] == dataset_id
             ]
 
+    def seed_batches(self, dataset_id: str, labels: list[dict[str, list[str]]], *,
+                     status: str = "success") -> list[str]:
+        """Add finished batches with these tags (and no records) in one write; returns their ids, oldest first.
+
+        Stands for a dataset's history (thousands of earlier batches) at the cost of a dict each, so a test
+        can put a day behind more batches than a client would ever page through.
+        """
+        ids: list[str] = []
+        with self._lock:
+            if dataset_id not in self._state["datasets"]:
+                raise KeyError(dataset_id)
+            base = _now_ms()
+            for n, tags in enumerate(labels):
+                batch_id = _ulid()
+                batch = catalog.new_batch(batch_id, dataset_id=dataset_id, input_format={"format": "parquet"},
+                                          external_id=None, tags=dict(tags), replay=None, org_id=self.org_id,
+                                          client_id=self.client_id, now=base + n)
+                catalog.finish_batch(batch, status=status, errors=[], now=base + n, metrics={
+                    "inputRecordCount": 0, "outputRecordCount": 0, "failedRecordCount": 0, "inputByteSize": 0})
+                batch["_sandbox"] = _private(dataset_id, [], diagnostics=False, partial=None)
+                self._state["batches"][batch_id] = batch
+                ids.append(batch_id)
+            self._save()
+        return ids
+
     def live_records(self, dataset_id: str) -> list[dict[str, Any]]:
         """The records of the dataset's live successful batches, as ingested (nested, normalised)."""
         return self._records(dataset_id, live=True)
@@ -312,23 +347,11 @@ class ExperiencePlatformSandbox:
     def _new_dataset(
         self, dataset_id: str, name: str, schema_id: str, tags: dict[str, Any], desc: str
     ) -> None:
-        now = _now_ms()
-        self._state["datasets"][dataset_id] = {
-            "name": name,
-            "description": desc,
-            "imsOrg": self.org_id,
-            "sandboxName": self.sandbox_name,
-            "tags": {k: [re.sub(r"\s+", "", str(v)) for v in vs] for k, vs in tags.items()},
-            "version": "1.0.0",
-            "created": now,
-            "updated": now,
-            "createdClient": self.client_id,
-            "createdUser": SANDBOX_USER,
-            "updatedUser": SANDBOX_USER,
-            "files": f"@/dataSetFiles?dataSetId={dataset_id}",
-            "schemaRef": {"id": schema_id, "contentType": SCHEMA_CONTENT_TYPE},
-            "fileDescription": {"persisted": True, "containerFormat": "parquet", "format": "parquet"},
-        }
+        schema_class = self._state["schemas"][schema_id].get("meta:class", "")
+        self._state["datasets"][dataset_id] = catalog.new_dataset(
+            dataset_id, name=name, schema_id=schema_id, schema_class=schema_class, tags=tags, description=desc,
+            org_id=self.org_id, client_id=self.client_id, now=_now_ms(),
+        )
 
     def _is_live(self, batch: dict[str, Any]) -> bool:
         return batch["status"] == "success" and batch["_sandbox"]["supersededBy"] is None
@@ -411,6 +434,8 @@ class ExperiencePlatformSandbox:
             validator=Validator(schema, require_primary_identity=profile_enabled),
             diagnostics=private["diagnostics"],
             partial_percent=private["partialPercent"],
+            max_files=self.max_files_per_batch,
+            max_bytes=self.max_batch_bytes,
         )
         if forced is not None:
             outcome = Outcome(
@@ -430,9 +455,8 @@ class ExperiencePlatformSandbox:
             if batch["status"] != "processing":  # aborted or failed by the client meanwhile
                 return
             now = _now_ms()
-            batch.update(status=outcome.status, metrics=outcome.metrics, completed=now, updated=now)
-            if outcome.errors:
-                batch["errors"] = outcome.errors
+            catalog.finish_batch(batch, status=outcome.status, metrics=outcome.metrics, errors=outcome.errors,
+                                 now=now)
             private["rowErrors"] = outcome.row_errors
             private["processingSeconds"] = processing_s
             private["promoted"] = outcome.status == "success"
@@ -440,11 +464,8 @@ class ExperiencePlatformSandbox:
                 for pred_id in private["predecessors"]:
                     pred = self._state["batches"][pred_id]
                     pred["_sandbox"]["supersededBy"] = batch_id
-                    if pred["status"] == "success":
-                        pred.update(status="inactive", updated=now)
-            dataset.update(lastBatchId=batch_id, lastBatchStatus=outcome.status, updated=now)
-            if outcome.status == "success":
-                dataset["lastSuccessfulBatch"] = batch_id
+                    catalog.replaced(pred, batch_id, now)
+            catalog.dataset_batch_done(dataset, batch_id, outcome.status, now)
             self._save()
 
     # -- route handlers (return (status, body, headers)) ---------------------------------------------
@@ -521,7 +542,10 @@ class ExperiencePlatformSandbox:
             raise gateway_error("400003", "Missing header")
         if sandbox != self.sandbox_name:
             raise gateway_error("403025", "Profile is not valid")
-        if req.method in ("POST", "PUT", "PATCH") and req.body and not req.headers.get("Content-Type"):
+        # "This error message displays when a POST, PUT or PATCH request has an invalid or missing
+        # Content-Type header" (https://experienceleague.adobe.com/en/docs/experience-platform/landing/
+        # troubleshooting#valid-content-type-not-specified): bodies or not, `?action=` calls included.
+        if req.method in ("POST", "PUT", "PATCH") and not req.headers.get("Content-Type"):
             raise problem(400, "BadRequestError", "A valid content-type must be specified")
 
     def create_batch(self, req: _Request) -> tuple[int, Any]:
@@ -549,42 +573,17 @@ class ExperiencePlatformSandbox:
                 raise problem(400, "BadRequestError", f"Dataset {dataset_id} does not exist")
             predecessors = self._replay_predecessors(body.get("replay"), dataset_id)
             batch_id = _ulid()
-            now = _now_ms()
             tags = dict(body.get("tags") or {})
             if diagnostics:
                 tags["acp_enableErrorDiagnostics"] = True
             if partial is not None:
                 tags["acp_partialIngestionPercent"] = partial
-            batch: dict[str, Any] = {
-                "id": batch_id,
-                "imsOrg": self.org_id,
-                "created": now,
-                "updated": now,
-                "status": "loading",
-                "relatedObjects": [{"type": "dataSet", "id": dataset_id}],
-                "version": "1.0.0",
-                "tags": tags,
-                "inputFormat": {**input_format, "format": fmt},
-                # externalId defaults to the batch id; duplicates are accepted (dedupe is UNCONFIRMED).
-                "externalId": body.get("externalId") or batch_id,
-                "createdClient": self.client_id,
-                "createdUser": SANDBOX_USER,
-                "updatedUser": SANDBOX_USER,
-            }
-            if body.get("replay") is not None:
-                batch["replay"] = body["replay"]
-            batch["_sandbox"] = {
-                "datasetId": dataset_id,
-                "files": {},
-                "predecessors": predecessors,
-                "supersededBy": None,
-                "stuck": False,
-                "failWith": None,
-                "promoted": False,
-                "rowErrors": [],
-                "diagnostics": diagnostics,
-                "partialPercent": partial,
-            }
+            batch = catalog.new_batch(
+                batch_id, dataset_id=dataset_id, input_format={**input_format, "format": fmt},
+                external_id=body.get("externalId"), tags=tags, replay=body.get("replay"), org_id=self.org_id,
+                client_id=self.client_id, now=_now_ms(),
+            )
+            batch["_sandbox"] = _private(dataset_id, predecessors, diagnostics=diagnostics, partial=partial)
             self._state["batches"][batch_id] = batch
             self._save()
             return 201, self._batch_public(batch)
@@ -611,31 +610,64 @@ class ExperiencePlatformSandbox:
         return out
 
     def upload(self, req: _Request, batch_id: str, dataset_id: str, file_path: str) -> tuple[int, Any]:
-        ctype = req.headers.get("Content-Type", "")
-        if ctype.split(";")[0].strip().lower() != "application/octet-stream":
-            raise problem(415, "UnsupportedMediaTypeError", "Content-Type must be application/octet-stream")
-        parts = [p for p in urllib.parse.unquote(file_path).split("/") if p]
-        if not parts or any(p in (".", "..") for p in parts):
-            raise problem(400, "BadRequestError", f"invalid file path {file_path!r}")
-        name = "/".join(parts)
+        _octet_stream(req)
         with self._lock:
-            batch = self._state["batches"].get(batch_id)
-            if batch is None:
-                raise problem(404, "NotFoundError", f"Batch {batch_id} not found")
-            if batch["_sandbox"]["datasetId"] != dataset_id:
-                raise problem(404, "NotFoundError", f"Dataset {dataset_id} not found in batch {batch_id}")
-            if batch["status"] != "loading":
-                # UNCONFIRMED: the doc does not say what a PUT into a completed batch returns.
-                raise problem(400, "BadRequestError", f"Batch {batch_id} is {batch['status']}, not loading")
+            batch, name = self._loading_batch(batch_id, dataset_id, file_path)
             target = self._batch_dir(batch_id) / name
             target.parent.mkdir(parents=True, exist_ok=True)
             existed = name in batch["_sandbox"]["files"]
-            target.write_bytes(req.body)  # PUT replaces the file at this path (idempotent, doc §2.2)
+            target.write_bytes(req.body)  # PUT replaces the file at this path (idempotent)
             batch["_sandbox"]["files"][name] = len(req.body)
             batch["updated"] = _now_ms()
             self._save()
-        # OAS: 200 when the file was replaced, 201 when created (doc §2.2); the body is empty.
+        # batch-ingestion.yaml: 200 when the file was replaced, 201 when created; the body is empty.
         return (200 if existed else 201), None
+
+    def large_file(self, req: _Request, batch_id: str, dataset_id: str, file_path: str) -> tuple[Any, ...]:
+        """The large-file upload: INITIALIZE, PATCH parts, HEAD, COMPLETE (see `large_files.py`)."""
+        action = req.query.get("action", "").upper()
+        if req.method == "POST" and action not in ("INITIALIZE", "COMPLETE"):
+            raise problem(400, "BadRequestError", "action must be INITIALIZE or COMPLETE")
+        if req.method == "PATCH":
+            _octet_stream(req)
+        with self._lock:
+            batch, name = self._loading_batch(batch_id, dataset_id, file_path)
+            private = batch["_sandbox"]
+            staging = self._batch_dir(batch_id) / f"{name}.upload"
+            try:
+                if action == "INITIALIZE":
+                    large_files.start(private, name, staging)
+                    result: tuple[Any, ...] = (201, None)
+                elif req.method == "PATCH":
+                    size = large_files.add_part(private, name, staging, req.headers.get("Content-Range"), req.body)
+                    result = (200, {"name": name, "sizeInBytes": size})
+                elif req.method == "HEAD":
+                    result = (200, None, {"Range": large_files.received(private, name)})
+                else:
+                    large_files.finish(private, name, staging, self._batch_dir(batch_id) / name)
+                    result = (201, None)
+            except LookupError:
+                raise problem(404, "NotFoundError", f"File {name} was not initialized in batch {batch_id}") from None
+            except large_files.UploadError as exc:
+                raise problem(400, "BadRequestError", str(exc)) from None
+            batch["updated"] = _now_ms()
+            self._save()
+        return result
+
+    def _loading_batch(self, batch_id: str, dataset_id: str, file_path: str) -> tuple[dict[str, Any], str]:
+        """The batch files are being added to, and the file's normalised path (call with the lock held)."""
+        parts = [p for p in urllib.parse.unquote(file_path).split("/") if p]
+        if not parts or any(p in (".", "..") for p in parts):
+            raise problem(400, "BadRequestError", f"invalid file path {file_path!r}")
+        batch = self._state["batches"].get(batch_id)
+        if batch is None:
+            raise problem(404, "NotFoundError", f"Batch {batch_id} not found")
+        if batch["_sandbox"]["datasetId"] != dataset_id:
+            raise problem(404, "NotFoundError", f"Dataset {dataset_id} not found in batch {batch_id}")
+        if batch["status"] != "loading":
+            # Not documented: what a file request into a completed batch returns.
+            raise problem(400, "BadRequestError", f"Batch {batch_id} is {batch['status']}, not loading")
+        return batch, "/".join(parts)
 
     def batch_action(self, req: _Request, batch_id: str, action: str, fired: list[Fault]) -> tuple[int, Any]:
         with self._lock:
@@ -652,7 +684,7 @@ class ExperiencePlatformSandbox:
                     raise problem(
                         400, "BadRequestError", f"Batch {batch_id} is {status} and cannot be completed"
                     )
-                batch.update(status="processing", started=now, updated=now)
+                catalog.touch(batch, now, status="processing", started=now)
                 for fault in fired:
                     if fault.kind == KIND_STUCK:
                         batch["_sandbox"]["stuck"] = True
@@ -673,14 +705,14 @@ class ExperiencePlatformSandbox:
                         f"Batch {batch_id} is {status}; a finalized batch cannot be aborted",
                     )
                 self._cancel(batch_id)
-                batch.update(status="aborted", updated=now)
+                catalog.touch(batch, now, status="aborted")
             elif action == "FAIL":
                 if status not in ("loading", "processing", "failed"):
                     raise problem(
                         400, "BadRequestError", f"Batch {batch_id} is {status} and cannot be failed"
                     )
                 self._cancel(batch_id)
-                batch.update(status="failed", updated=now, completed=now)
+                catalog.touch(batch, now, status="failed", completed=now)
                 batch.setdefault(
                     "errors", [{"code": "FAIL", "description": "Batch marked failed by the client."}]
                 )
@@ -693,7 +725,7 @@ class ExperiencePlatformSandbox:
                         "BadRequestError",
                         f"Batch {batch_id} is {status}; only a successful batch can be reverted",
                     )
-                batch.update(status="inactive", updated=now)
+                catalog.touch(batch, now, status="inactive")
             self._save()
         return 200, None
 
@@ -718,8 +750,11 @@ class ExperiencePlatformSandbox:
                 for b in self._state["batches"].values()
                 if ("status" not in q or b["status"] == q["status"])
                 and ("dataSet" not in q or b["_sandbox"]["datasetId"] == q["dataSet"])
+                and ("externalId" not in q or b["externalId"] == q["externalId"])
+                and ("batch" not in q or b["id"] == q["batch"])
                 and ("createdAfter" not in q or b["created"] > _int(q["createdAfter"]))
                 and ("createdBefore" not in q or b["created"] < _int(q["createdBefore"]))
+                and _tags_match(b["tags"], q.get("tags"))
             ]
             items.sort(key=lambda b: b["created"], reverse=q.get("orderBy", "") == "desc:created")
             page = items[start : start + limit]
@@ -769,6 +804,20 @@ class ExperiencePlatformSandbox:
         return 201, [f"@/dataSets/{dataset_id}"]
 
 
+def _octet_stream(req: _Request) -> None:
+    ctype = req.headers.get("Content-Type", "")
+    if ctype.split(";")[0].strip().lower() != "application/octet-stream":
+        raise problem(415, "UnsupportedMediaTypeError", "Content-Type must be application/octet-stream")
+
+
+def _private(dataset_id: str, predecessors: list[str], *, diagnostics: bool,
+             partial: float | None) -> dict[str, Any]:
+    """What the sandbox keeps about a batch beside its Catalog object (never served)."""
+    return {"datasetId": dataset_id, "files": {}, "predecessors": predecessors, "supersededBy": None,
+            "stuck": False, "failWith": None, "promoted": False, "rowErrors": [], "diagnostics": diagnostics,
+            "partialPercent": partial}
+
+
 def _int(value: str) -> int:
     try:
         return int(value)
@@ -793,14 +842,18 @@ def _project(obj: dict[str, Any], q: dict[str, str]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k in keep}
 
 
-def _tags_match(tags: dict[str, list[str]], spec: str | None) -> bool:
-    """``tags=NAME:VALUE`` with ``*`` wildcards, comma = AND (doc §5.3)."""
+def _tags_match(tags: dict[str, Any], spec: str | None) -> bool:
+    """``tags=NAME:VALUE`` with ``*`` wildcards, comma = AND, on datasets and batches alike
+    (https://experienceleague.adobe.com/en/docs/experience-platform/catalog/api/filter-data#filter-by-tag)."""
     if not spec:
         return True
     for clause in spec.split(","):
         name, _, value = clause.partition(":")
         pattern = re.compile("^" + re.escape(value or "*").replace(r"\*", ".*") + "$")
-        if name not in tags or not any(pattern.match(v) for v in tags[name]):
+        values = tags.get(name)
+        # Platform's own tags may hold a scalar (`acp_enableErrorDiagnostics: true`); match its text.
+        values = values if isinstance(values, list) else [] if values is None else [values]
+        if name not in tags or not any(pattern.match(str(v)) for v in values):
             return False
     return True
 
@@ -855,12 +908,16 @@ class _Handler(BaseHTTPRequestHandler):
     def do_PATCH(self) -> None:
         self._dispatch()
 
+    def do_HEAD(self) -> None:
+        self._dispatch()
+
     def _dispatch(self) -> None:
         sb = self.sandbox
         parsed = urllib.parse.urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         try:
-            if length > sb.max_file_bytes:
+            # The small-file limit is the PUT's; a large-file part may hold up to 512,000,000 bytes.
+            if length > (large_files.MAX_PART_BYTES if self.command == "PATCH" else sb.max_file_bytes):
                 route, _ = self._resolve(_Request(self.command, parsed.path, parsed.query, self.headers, b""))
                 with sb._lock:
                     sb._stats[route] += 1
@@ -878,14 +935,15 @@ class _Handler(BaseHTTPRequestHandler):
             if parsed.path.startswith("/_sandbox/"):
                 with sb._lock:
                     sb._stats["sandbox"] += 1
-                status, body = _SandboxRoutes(sb).route(req)
+                result: tuple[Any, ...] = _SandboxRoutes(sb).route(req)
             else:
-                status, body = self._platform(req)
-            self._send(status, body, {})
+                result = self._platform(req)
+            status, body, headers = (*result, {})[:3]
+            self._send(status, body, headers)
         except HttpError as err:
             self._send(err.status, err.body, err.headers)
 
-    def _platform(self, req: _Request) -> tuple[int, Any]:
+    def _platform(self, req: _Request) -> tuple[Any, ...]:
         sb = self.sandbox
         route, call = self._resolve(req)
         with sb._lock:
@@ -910,7 +968,12 @@ class _Handler(BaseHTTPRequestHandler):
             return "create_batch", lambda _f: sb.create_batch(req)
         if m == "PUT" and (g := _RE_UPLOAD.match(p)):
             return "upload", lambda _f: sb.upload(req, g[1], g[2], g[3])
+        if m in ("POST", "PATCH", "HEAD") and (g := _RE_UPLOAD.match(p)):
+            return "large_upload", lambda _f: sb.large_file(req, g[1], g[2], g[3])
         if m == "POST" and (g := _RE_BATCH.match(p)):
+            if "json" not in req.headers.get("Content-Type", "json").lower():
+                return "batch_action", lambda _f: _raise(
+                    problem(400, "BadRequestError", "A valid content-type must be specified"))
             action = req.query.get("action", "").upper()
             if action not in BATCH_ACTIONS:
                 return "batch_action", lambda _f: _raise(
@@ -933,9 +996,9 @@ class _Handler(BaseHTTPRequestHandler):
         return "not_found", lambda _f: _raise(problem(404, "NotFoundError", f"No route for {m} {p}"))
 
     def _send(self, status: int, body: Any, headers: dict[str, str]) -> None:
-        payload = b"" if body is None else orjson.dumps(body)
+        payload = b"" if body is None or self.command == "HEAD" else orjson.dumps(body)
         self.send_response(status)
-        if body is not None:
+        if payload:
             self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
         for key, value in headers.items():

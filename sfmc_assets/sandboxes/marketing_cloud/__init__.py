@@ -43,6 +43,8 @@ class MarketingCloudSandbox:
         client_id: str = "sandbox-client-id",
         client_secret: str | None = None,
         token_ttl_seconds: float = 1200.0,
+        token_limit: int | None = None,
+        token_window_s: float = 1200.0,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -53,6 +55,9 @@ class MarketingCloudSandbox:
         self.client_secret = client_secret or self._persisted_secret()
         self.account_id = ACCOUNT_ID
         self.token_ttl_seconds = token_ttl_seconds
+        #: At most this many token requests per `token_window_s` (None: unlimited); more get 429 / 50200.
+        self.token_limit = token_limit
+        self.token_window_s = token_window_s
         self.tenant = Tenant(self.state_dir / "tenant.duckdb", seed=seed, start=self.data_start, end=self.data_end,
                              rows={**DEFAULT_ROWS, **(rows or {})})
         self._server = SandboxServer((host, port), self)
@@ -126,6 +131,12 @@ class MarketingCloudSandbox:
     def reset_stats(self) -> None:
         with self._server.stats_lock:
             self._server.stats.clear()
+            self._server.queries.clear()
+
+    def queries(self) -> list[str]:
+        """The raw query strings of the API calls served (newest last, at most 10,000), as sent."""
+        with self._server.stats_lock:
+            return list(self._server.queries)
 
     # -- data -----------------------------------------------------------------------------------------
 

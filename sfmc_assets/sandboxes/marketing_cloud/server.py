@@ -1,11 +1,14 @@
 """The HTTP side of the sandbox: Marketing Cloud's routes, bodies, status codes and faults.
 
-Routes served (reference sections 1-4, checklist in 9):
-- `POST /v2/token` (auth host; JSON client credentials)
+Routes served:
+- `POST /v2/token` (auth host; JSON client credentials; with `token_limit` set, requests beyond it within
+  `token_window_s` get 429 / errorcode 50200, as Salesforce may answer)
 - `GET  /data/v1/customobjectdata/key/{key}/rowset` and `/token/{requestToken}/rowset`
 - `GET  /data/v1/customobjects?$search=`, `/data/v1/customobjects/{id}`, `/data/v1/customobjects/{id}/fields`
 - `POST /hub/v1/dataevents/key:{key}/rowset` (synchronous upsert)
-- `/_sandbox/health|stats|faults` (control plane, not Marketing Cloud)
+- `/_sandbox/health|stats|faults|queries` (control plane, not Marketing Cloud)
+
+Query strings are decoded as a URI (RFC 3986), so `+` is a plus sign, not a space (see `uri_query`).
 """
 
 import datetime as dt
@@ -16,10 +19,10 @@ import struct
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import orjson
 
@@ -85,6 +88,18 @@ def _fault_reply(fault: Fault, route: str) -> _Reply:
                            "documentation": DOC})
 
 
+def uri_query(raw: str) -> dict[str, str]:
+    """The query string decoded as a URI query (RFC 3986), the way a strict server reads it.
+
+    Percent-escapes are decoded; a `+` stays a `+`. Reading `+` as a space is a rule of HTML form
+    submission (application/x-www-form-urlencoded, https://url.spec.whatwg.org/#urlencoded-parsing), not
+    of URIs (https://www.rfc-editor.org/rfc/rfc3986#section-3.4), and no public Marketing Cloud client
+    relies on it: they send spaces as `%20`. So `$filter=ModifiedDate+gte+'...'` reaches the filter parser
+    as written and is refused like any other malformed filter.
+    """
+    return {k.lower(): v for k, v in parse_qsl(raw.replace("+", "%2B"), keep_blank_values=True)}
+
+
 class SandboxServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -96,12 +111,25 @@ class SandboxServer(ThreadingHTTPServer):
         self.stats: Counter[str] = Counter(dict.fromkeys(STAT_KEYS, 0))
         self.stats_lock = threading.Lock()
         self.tokens: dict[str, float] = {}  # access token -> monotonic expiry
+        self.token_requests: deque[float] = deque()  # monotonic times of recent token requests
         self.pinned: dict[str, Any] = {}  # requestToken -> PinnedQuery
         self.lock = threading.Lock()
+        self.queries: deque[str] = deque(maxlen=10_000)  # raw query strings, newest last
 
     def count(self, name: str) -> None:
         with self.stats_lock:
             self.stats[name] += 1
+
+    def record_query(self, raw: str) -> None:
+        """Keep the query string as sent and count how its spaces were encoded (`%20` or `+`)."""
+        if not raw:
+            return
+        with self.stats_lock:
+            self.queries.append(raw)
+            if "+" in raw:
+                self.stats["query_plus"] += 1
+            if "%20" in raw:
+                self.stats["query_pct20"] += 1
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -145,9 +173,11 @@ class Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         parts = urlsplit(self.path)
         path = unquote(parts.path)
-        query = {k.lower(): v for k, v in parse_qsl(parts.query, keep_blank_values=True)}
+        query = uri_query(parts.query)
         body = self._body()
         route, key, handler = self._route(method, path)
+        if route != "control":
+            self.server.record_query(parts.query)
         if handler is None:
             self._send(404, {"message": f"Resource not found: {path}", "errorcode": 30003, "documentation": DOC})
             return
@@ -222,6 +252,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def token(self, query: dict[str, str], body: bytes, path: str) -> tuple[int, Any, dict[str, str]]:
         sandbox = self.server.sandbox
+        self._throttle_token_requests()
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -251,6 +282,25 @@ class Handler(BaseHTTPRequestHandler):
         return 200, {"access_token": token, "token_type": "Bearer", "expires_in": 1079,
                      "scope": PACKAGE_SCOPE if scope is None else str(scope), "soap_instance_url": base,
                      "rest_instance_url": base}, {}
+
+    def _throttle_token_requests(self) -> None:
+        """Salesforce asks for one token request per 20 minutes per client and "may" block more with 429 /
+        errorcode 50200 (https://help.salesforce.com/s/articleView?id=mc_overview_limits_api.htm). With
+        `token_limit` set, the sandbox does block: more than that many requests within `token_window_s`."""
+        sandbox = self.server.sandbox
+        if sandbox.token_limit is None:
+            return
+        now = time.monotonic()
+        with self.server.lock:
+            recent = self.server.token_requests
+            recent.append(now)
+            while recent and recent[0] <= now - sandbox.token_window_s:
+                recent.popleft()
+            blocked = len(recent) > sandbox.token_limit
+        if blocked:
+            self.server.count("token_blocked")
+            raise _Reply(429, {"message": "Your requests are temporarily blocked.", "errorcode": 50200,
+                               "documentation": DOC})
 
     def _authorize(self, query: dict[str, str]) -> None:
         if "access_token" in query:
@@ -367,9 +417,9 @@ class Handler(BaseHTTPRequestHandler):
             chunk = found[(page - 1) * 25: page * 25]  # the server ignores $pageSize here (reference §3.2)
             items = [{"id": d.id, "name": d.name, "key": d.key, "description": d.description,
                       "rowCount": tenant.count(d), "isSendable": False, "isTestable": False} for d in chunk]
-            links = {"self": f"/v1/customobjects?$search={term}&$page={page}"}
+            links = {"self": f"/v1/customobjects?$search={quote(term, safe='')}&$page={page}"}
             if page * 25 < len(found):
-                links["next"] = f"/v1/customobjects?$search={term}&$page={page + 1}"
+                links["next"] = f"/v1/customobjects?$search={quote(term, safe='')}&$page={page + 1}"
             return 200, {"count": len(found), "page": page, "pageSize": 25, "links": links, "items": items}, {}
         de = next((d for d in tenant.data_extensions.values() if d.id == segs[3]), None)
         if de is None:
@@ -403,6 +453,8 @@ class Handler(BaseHTTPRequestHandler):
             return 200, {"status": "ok"}, {}
         if what == ["stats"]:
             return 200, sandbox.stats(), {}
+        if what == ["queries"]:
+            return 200, sandbox.queries(), {}
         if what == ["stats", "reset"] and method == "POST":
             sandbox.reset_stats()
             return 200, {}, {}
