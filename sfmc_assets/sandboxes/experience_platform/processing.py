@@ -127,6 +127,55 @@ class _Corrupt:
     text: str
 
 
+@dataclass
+class _Tally:
+    """What validating a batch's files found: the records that pass and what failed, by code."""
+
+    good: list[dict[str, Any]] = field(default_factory=list)
+    row_errors: list[dict[str, Any]] = field(default_factory=list)
+    failed_by_code: dict[str, int] = field(default_factory=dict)
+    total: int = 0
+
+    def fail(self, code: str, entry: dict[str, Any]) -> None:
+        self.failed_by_code[code] = self.failed_by_code.get(code, 0) + 1
+        if len(self.row_errors) < MAX_ROW_ERRORS_KEPT:
+            self.row_errors.append(entry)
+
+
+def _refused(files: list[tuple[str, Path]], metrics: dict[str, Any], max_files: int, max_bytes: int) -> Outcome | None:
+    """A batch over the guardrails, or with no file or an empty file, fails before any row is read."""
+    over = guardrails_hit(len(files), metrics["inputByteSize"], max_files=max_files, max_bytes=max_bytes)
+    empty = [name for name, p in files if p.stat().st_size == 0]
+    if not over and files and not empty:
+        return None
+    metrics.update(outputRecordCount=0, failedRecordCount=0)
+    if over:
+        return Outcome("failed", metrics, [{"code": CODE_GUARDRAILS, "description": over, "rows": []}])
+    return Outcome("failed", metrics, [{"code": CODE_EMPTY, "description": DESCRIPTIONS[CODE_EMPTY], "rows": []}])
+
+
+def _validate_files(files: list[tuple[str, Path]], fmt: str, multiline: bool, validator: Validator) -> _Tally:
+    tally = _Tally()
+    for name, path in files:
+        rows, file_errors, from_parquet = _rows_from_file(path, fmt, multiline)
+        if file_errors:  # the whole file is one corrupted "row"
+            tally.total += 1
+            tally.failed_by_code[CODE_CORRUPT] = tally.failed_by_code.get(CODE_CORRUPT, 0) + 1
+            tally.row_errors.append({"file": name, "row": None, "errors": [e.as_dict() for e in file_errors]})
+            continue
+        for index, row in enumerate(rows):
+            tally.total += 1
+            if isinstance(row, _Corrupt):
+                record, errs = None, [RowError(CODE_CORRUPT, "#", "json", f"row is not valid JSON: {row.text}")]
+            else:
+                record, errs = validator.validate(row, from_parquet=from_parquet)
+            if record is not None:
+                tally.good.append(record)
+            else:
+                tally.fail(errs[0].code, {"file": name, "row": index, "errors": [e.as_dict() for e in errs]})
+    return tally
+
+
 def promote(
     files: list[tuple[str, Path]],
     *,
@@ -138,73 +187,39 @@ def promote(
     max_files: int = MAX_FILES_PER_BATCH,
     max_bytes: int = MAX_BATCH_BYTES,
 ) -> Outcome:
-    """Validate every row of every file and decide the batch's fate like Platform does (doc §2.6).
+    """Validate every row of every file and decide the batch's fate like Platform does.
 
     Without partial ingestion any bad row fails the whole batch; with ``enableErrorDiagnostics`` and
     ``partialIngestionPercent`` the batch succeeds while bad rows stay within that percentage.
     """
     size = sum(p.stat().st_size for _, p in files)
     metrics = {"inputByteSize": size, "inputFileCount": len(files), "inputRecordCount": 0}
-    over = guardrails_hit(len(files), size, max_files=max_files, max_bytes=max_bytes)
-    if over:
-        metrics.update(outputRecordCount=0, failedRecordCount=0)
-        return Outcome("failed", metrics, [{"code": CODE_GUARDRAILS, "description": over, "rows": []}])
-    empty = [name for name, p in files if p.stat().st_size == 0]
-    if not files or empty:
-        metrics.update(outputRecordCount=0, failedRecordCount=0)
-        return Outcome(
-            "failed", metrics, [{"code": CODE_EMPTY, "description": DESCRIPTIONS[CODE_EMPTY], "rows": []}]
-        )
-
-    good: list[dict[str, Any]] = []
-    row_errors: list[dict[str, Any]] = []
-    failed_by_code: dict[str, int] = {}
-    total = 0
-    for name, path in files:
-        rows, file_errors, from_parquet = _rows_from_file(path, fmt, multiline)
-        if file_errors:  # the whole file is one corrupted "row"
-            total += 1
-            failed_by_code[CODE_CORRUPT] = failed_by_code.get(CODE_CORRUPT, 0) + 1
-            row_errors.append({"file": name, "row": None, "errors": [e.as_dict() for e in file_errors]})
-            continue
-        for index, row in enumerate(rows):
-            total += 1
-            if isinstance(row, _Corrupt):
-                errs = [RowError(CODE_CORRUPT, "#", "json", f"row is not valid JSON: {row.text}")]
-                record = None
-            else:
-                record, errs = validator.validate(row, from_parquet=from_parquet)
-            if record is not None:
-                good.append(record)
-                continue
-            code = errs[0].code
-            failed_by_code[code] = failed_by_code.get(code, 0) + 1
-            if len(row_errors) < MAX_ROW_ERRORS_KEPT:
-                row_errors.append({"file": name, "row": index, "errors": [e.as_dict() for e in errs]})
-
-    failed = total - len(good)
-    metrics.update(inputRecordCount=total, failedRecordCount=failed)
+    refused = _refused(files, metrics, max_files, max_bytes)
+    if refused is not None:
+        return refused
+    tally = _validate_files(files, fmt, multiline, validator)
+    failed = tally.total - len(tally.good)
+    metrics.update(inputRecordCount=tally.total, failedRecordCount=failed)
     if failed == 0:
-        metrics["outputRecordCount"] = len(good)
-        return Outcome("success", metrics, [], good, row_errors)
-
-    tolerated = (
-        diagnostics
-        and partial_percent is not None
-        and total > 0
-        and failed * 100.0 / total <= partial_percent
-    )
-    if not diagnostics:
-        errors = [{"code": CODE_UNDIAGNOSED, "description": DESCRIPTIONS[CODE_UNDIAGNOSED]}]
-    else:
-        summary = f"Encountered {failed} errors in the data. Successfully ingested {len(good) if tolerated else 0} rows. Please review the associated diagnostic files for more details."
-        errors = [{"code": CODE_DIAGNOSED, "description": summary}]
-        errors += [
-            {"code": code, "description": DESCRIPTIONS[code], "recordCount": count}
-            for code, count in sorted(failed_by_code.items())
-        ]
+        metrics["outputRecordCount"] = len(tally.good)
+        return Outcome("success", metrics, [], tally.good, tally.row_errors)
+    tolerated = diagnostics and partial_percent is not None and failed * 100.0 / tally.total <= partial_percent
+    errors = _batch_errors(tally, failed, diagnostics, tolerated)
     if tolerated:
-        metrics["outputRecordCount"] = len(good)
-        return Outcome("success", metrics, errors, good, row_errors)
+        metrics["outputRecordCount"] = len(tally.good)
+        return Outcome("success", metrics, errors, tally.good, tally.row_errors)
     metrics["outputRecordCount"] = 0
-    return Outcome("failed", metrics, errors, [], row_errors)
+    return Outcome("failed", metrics, errors, [], tally.row_errors)
+
+
+def _batch_errors(tally: _Tally, failed: int, diagnostics: bool, tolerated: bool) -> list[dict[str, Any]]:
+    """The batch's `errors`: the generic code without diagnostics, else a summary plus a count per code."""
+    if not diagnostics:
+        return [{"code": CODE_UNDIAGNOSED, "description": DESCRIPTIONS[CODE_UNDIAGNOSED]}]
+    ingested = len(tally.good) if tolerated else 0
+    summary = (f"Encountered {failed} errors in the data. Successfully ingested {ingested} rows. Please review "
+               "the associated diagnostic files for more details.")
+    return [{"code": CODE_DIAGNOSED, "description": summary}] + [
+        {"code": code, "description": DESCRIPTIONS[code], "recordCount": count}
+        for code, count in sorted(tally.failed_by_code.items())
+    ]

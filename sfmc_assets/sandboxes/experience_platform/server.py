@@ -423,37 +423,32 @@ class ExperiencePlatformSandbox:
             schema = self._state["schemas"][dataset["schemaRef"]["id"]]
             profile_enabled = "enabled:true" in dataset["tags"].get("unifiedProfile", [])
             files = [(name, self._batch_dir(batch_id) / name) for name in sorted(private["files"])]
-            fmt = batch["inputFormat"]["format"]
-            multiline = bool(batch["inputFormat"].get("isMultiLineJson", False))
-            forced = private["failWith"]
         started = time.perf_counter()
         outcome = promote(
-            files,
-            fmt=fmt,
-            multiline=multiline,
+            files, fmt=batch["inputFormat"]["format"],
+            multiline=bool(batch["inputFormat"].get("isMultiLineJson", False)),
             validator=Validator(schema, require_primary_identity=profile_enabled),
-            diagnostics=private["diagnostics"],
-            partial_percent=private["partialPercent"],
-            max_files=self.max_files_per_batch,
-            max_bytes=self.max_batch_bytes,
+            diagnostics=private["diagnostics"], partial_percent=private["partialPercent"],
+            max_files=self.max_files_per_batch, max_bytes=self.max_batch_bytes,
         )
-        if forced is not None:
-            outcome = Outcome(
-                "failed",
-                {**outcome.metrics, "outputRecordCount": 0},
-                [{"code": forced["code"], "description": forced["description"]}],
-                [],
-                outcome.row_errors,
-            )
+        if private["failWith"] is not None:
+            forced = private["failWith"]
+            outcome = Outcome("failed", {**outcome.metrics, "outputRecordCount": 0},
+                              [{"code": forced["code"], "description": forced["description"]}], [], outcome.row_errors)
         if outcome.status == "success":
             path = self._records_path(batch_id)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in outcome.records))
         # What Platform's processing costs here (validation + storing the records): benchmarks subtract it.
-        processing_s = round(time.perf_counter() - started, 3)
+        self._finish(batch_id, batch, dataset, outcome, round(time.perf_counter() - started, 3))
+
+    def _finish(self, batch_id: str, batch: dict[str, Any], dataset: dict[str, Any], outcome: Outcome,
+                processing_s: float) -> None:
+        """Record the verdict; a successful batch retires the batches it replays."""
         with self._lock:
             if batch["status"] != "processing":  # aborted or failed by the client meanwhile
                 return
+            private = batch["_sandbox"]
             now = _now_ms()
             catalog.finish_batch(batch, status=outcome.status, metrics=outcome.metrics, errors=outcome.errors,
                                  now=now)
@@ -670,64 +665,64 @@ class ExperiencePlatformSandbox:
         return batch, "/".join(parts)
 
     def batch_action(self, req: _Request, batch_id: str, action: str, fired: list[Fault]) -> tuple[int, Any]:
+        """`?action=COMPLETE | ABORT | FAIL | REVERT`; repeating an action that already took effect is a no-op."""
+        handlers = {"COMPLETE": self._complete, "ABORT": self._abort, "FAIL": self._fail, "REVERT": self._revert}
         with self._lock:
             batch = self._state["batches"].get(batch_id)
             if batch is None:
                 raise problem(404, "NotFoundError", f"Batch {batch_id} not found")
-            status = batch["status"]
-            now = _now_ms()
-            if action == "COMPLETE":
-                if status in ("processing", "success", "failed", "inactive"):
-                    return 200, None  # COMPLETE is safe to retry (doc §2.4)
-                if status != "loading":
-                    # Completing an aborted batch: status/body UNCONFIRMED (doc §2.4).
-                    raise problem(
-                        400, "BadRequestError", f"Batch {batch_id} is {status} and cannot be completed"
-                    )
-                catalog.touch(batch, now, status="processing", started=now)
-                for fault in fired:
-                    if fault.kind == KIND_STUCK:
-                        batch["_sandbox"]["stuck"] = True
-                    elif fault.kind == KIND_FAIL_BATCH:
-                        batch["_sandbox"]["failWith"] = {
-                            "code": fault.error_code,
-                            "description": fault.message or "Batch processing failed.",
-                        }
-                if not batch["_sandbox"]["stuck"]:
-                    self._schedule(batch_id)
-            elif action == "ABORT":
-                if status == "aborted":
-                    return 200, None
-                if status not in ("loading", "processing"):
-                    raise problem(
-                        400,
-                        "BadRequestError",
-                        f"Batch {batch_id} is {status}; a finalized batch cannot be aborted",
-                    )
-                self._cancel(batch_id)
-                catalog.touch(batch, now, status="aborted")
-            elif action == "FAIL":
-                if status not in ("loading", "processing", "failed"):
-                    raise problem(
-                        400, "BadRequestError", f"Batch {batch_id} is {status} and cannot be failed"
-                    )
-                self._cancel(batch_id)
-                catalog.touch(batch, now, status="failed", completed=now)
-                batch.setdefault(
-                    "errors", [{"code": "FAIL", "description": "Batch marked failed by the client."}]
-                )
-            else:  # REVERT
-                if status == "inactive":
-                    return 200, None
-                if status != "success":
-                    raise problem(
-                        400,
-                        "BadRequestError",
-                        f"Batch {batch_id} is {status}; only a successful batch can be reverted",
-                    )
-                catalog.touch(batch, now, status="inactive")
-            self._save()
+            if handlers[action](batch_id, batch, fired):
+                self._save()
         return 200, None
+
+    def _complete(self, batch_id: str, batch: dict[str, Any], fired: list[Fault]) -> bool:
+        status = batch["status"]
+        if status in ("processing", "success", "failed", "inactive"):
+            return False  # COMPLETE is safe to retry
+        if status != "loading":
+            # What completing an aborted batch answers is not documented: a 400 like the other refusals.
+            raise problem(400, "BadRequestError", f"Batch {batch_id} is {status} and cannot be completed")
+        now = _now_ms()
+        catalog.touch(batch, now, status="processing", started=now)
+        for fault in fired:
+            if fault.kind == KIND_STUCK:
+                batch["_sandbox"]["stuck"] = True
+            elif fault.kind == KIND_FAIL_BATCH:
+                batch["_sandbox"]["failWith"] = {"code": fault.error_code,
+                                                 "description": fault.message or "Batch processing failed."}
+        if not batch["_sandbox"]["stuck"]:
+            self._schedule(batch_id)
+        return True
+
+    def _abort(self, batch_id: str, batch: dict[str, Any], fired: list[Fault]) -> bool:
+        status = batch["status"]
+        if status == "aborted":
+            return False
+        if status not in ("loading", "processing"):
+            raise problem(400, "BadRequestError", f"Batch {batch_id} is {status}; a finalized batch cannot be aborted")
+        self._cancel(batch_id)
+        catalog.touch(batch, _now_ms(), status="aborted")
+        return True
+
+    def _fail(self, batch_id: str, batch: dict[str, Any], fired: list[Fault]) -> bool:
+        status = batch["status"]
+        if status not in ("loading", "processing", "failed"):
+            raise problem(400, "BadRequestError", f"Batch {batch_id} is {status} and cannot be failed")
+        self._cancel(batch_id)
+        now = _now_ms()
+        catalog.touch(batch, now, status="failed", completed=now)
+        batch.setdefault("errors", [{"code": "FAIL", "description": "Batch marked failed by the client."}])
+        return True
+
+    def _revert(self, batch_id: str, batch: dict[str, Any], fired: list[Fault]) -> bool:
+        status = batch["status"]
+        if status == "inactive":
+            return False
+        if status != "success":
+            raise problem(400, "BadRequestError",
+                          f"Batch {batch_id} is {status}; only a successful batch can be reverted")
+        catalog.touch(batch, _now_ms(), status="inactive")
+        return True
 
     def _cancel(self, batch_id: str) -> None:
         timer = self._timers.pop(batch_id, None)
