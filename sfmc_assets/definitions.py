@@ -3,7 +3,8 @@
 Each folder of `defs/` contributes its part, built from the configuration in force (`lib/config.py`):
 raw, clean, publish and segment assets, jobs and schedules, sensors, resources. A module added under
 `defs/` (`dg scaffold defs dagster.asset my_asset.py`) is loaded with no edit here. What applies to
-every asset (freshness on published and segment tables) and to every run (the executor) is set here.
+every asset (freshness and propagation on published and segment tables) and to every run (the
+executor) is set here.
 
 `build_definitions(config)` loads the same folder with another configuration (tests use it to add a
 fourth data extension without code).
@@ -25,6 +26,32 @@ from sfmc_assets.lib.config import ProjectConfig, config_in_force
 DAILY_FRESHNESS = dg.FreshnessPolicy.cron(deadline_cron="0 6 * * *", lower_bound_delta=dt.timedelta(hours=24))
 
 
+#: Published and segment partitions follow their clean partitions: when a clean day is materialised again
+#: (late rows, a rerun, a backfill of clean only), the days downstream of it run once, by themselves.
+#: `eager()` looks at the newest partition only; this looks at every day whose inputs were updated since
+#: it last ran, except by a run that also ran it (a scheduled day-run publishes in the same run), and
+#: waits until no input is missing or running and the inputs' blocking checks (the pandera gate) passed.
+PROPAGATE = (
+    dg.AutomationCondition.any_deps_updated().since_last_handled()
+    & ~dg.AutomationCondition.any_deps_missing()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+    & dg.AutomationCondition.all_deps_blocking_checks_passed()
+).with_label("propagate clean days")
+FOLLOWERS = dg.AssetSelection.groups(PUBLISH_GROUP, SEGMENTS_GROUP)
+#: Evaluates PROPAGATE (Dagster's default automation sensor starts stopped; this one runs by default).
+PROPAGATION_SENSOR = dg.AutomationConditionSensorDefinition(
+    "sfmc_propagation_sensor", target=FOLLOWERS, default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Runs the publish and segment days whose clean inputs were materialised again.",
+)
+
+
+def _policies(spec: dg.AssetSpec) -> dg.AssetSpec:
+    spec = dg.apply_freshness_policy(spec, DAILY_FRESHNESS, overwrite_existing=False)
+    return spec if spec.automation_condition else spec.replace_attributes(automation_condition=PROPAGATE)
+
+
 def build_definitions(config: ProjectConfig | None = None) -> dg.Definitions:
     """The `defs/` folder loaded with `config` (default: the configuration file), policies applied."""
     with warnings.catch_warnings(), config_in_force(config):
@@ -33,11 +60,8 @@ def build_definitions(config: ProjectConfig | None = None) -> dg.Definitions:
         warnings.simplefilter("ignore", dg.BetaWarning)
         warnings.simplefilter("ignore", dg.PreviewWarning)
         loaded = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
-        with_executor = dg.Definitions.merge(loaded, dg.Definitions(executor=executor_from_env()))
-        return with_executor.map_resolved_asset_specs(
-            func=lambda spec: dg.apply_freshness_policy(spec, DAILY_FRESHNESS, overwrite_existing=False),
-            selection=dg.AssetSelection.groups(PUBLISH_GROUP, SEGMENTS_GROUP),
-        )
+        run_wide = dg.Definitions(executor=executor_from_env(), sensors=[PROPAGATION_SENSOR])
+        return dg.Definitions.merge(loaded, run_wide).map_resolved_asset_specs(func=_policies, selection=FOLLOWERS)
 
 
 @dg.definitions
