@@ -21,8 +21,8 @@ from sfmc_assets.defs.experience_platform.assets import PUBLISH_GROUP
 from sfmc_assets.defs.segments.assets import SEGMENTS_GROUP
 from sfmc_assets.lib.config import ProjectConfig, config_in_force
 
-#: Published and segment tables are due every morning: the schedule runs at 02:00 UTC, so by 06:00 UTC
-#: yesterday's data should be out; the UI flags them when they are not.
+#: Published and segment tables of daily data extensions are due every morning: the schedule runs at 02:00
+#: UTC, so by 06:00 UTC yesterday's data should be out; the UI flags them when they are not.
 DAILY_FRESHNESS = dg.FreshnessPolicy.cron(deadline_cron="0 6 * * *", lower_bound_delta=dt.timedelta(hours=24))
 
 
@@ -47,8 +47,24 @@ PROPAGATION_SENSOR = dg.AutomationConditionSensorDefinition(
 )
 
 
+def freshness_for(schedule: str, interval: int) -> dg.FreshnessPolicy | None:
+    """How fresh a published table must be, from how often its data extension is read (`frequency_tags`)."""
+    if schedule == "once":  # read when launched
+        return None
+    if schedule == "daily" and interval == 1:
+        return DAILY_FRESHNESS
+    if schedule == "weekly" and interval == 1:
+        return dg.FreshnessPolicy.cron(deadline_cron="0 6 * * 1", lower_bound_delta=dt.timedelta(weeks=1))
+    # Every N hours, days or weeks: published within the period, plus the hours a run may take.
+    period = dt.timedelta(**{{"hourly": "hours", "daily": "days", "weekly": "weeks"}[schedule]: interval})
+    return dg.FreshnessPolicy.time_window(fail_window=period + dt.timedelta(hours=1 if schedule == "hourly" else 4))
+
+
 def _policies(spec: dg.AssetSpec) -> dg.AssetSpec:
-    spec = dg.apply_freshness_policy(spec, DAILY_FRESHNESS, overwrite_existing=False)
+    """Freshness from the data extension's frequency (segment tables: daily), and propagation."""
+    freshness = freshness_for(spec.tags.get("sfmc/schedule", "daily"), int(spec.tags.get("sfmc/interval", "1")))
+    if freshness is not None:
+        spec = dg.apply_freshness_policy(spec, freshness, overwrite_existing=False)
     return spec if spec.automation_condition else spec.replace_attributes(automation_condition=PROPAGATE)
 
 

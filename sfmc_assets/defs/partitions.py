@@ -20,6 +20,11 @@ def partitions_of(de: DataExtensionConfig, config: ProjectConfig) -> dg.DailyPar
     return daily_partitions(config.start_date_of(de), 1 if de.schedule == "hourly" else 0)
 
 
+def frequency_tags(de: DataExtensionConfig) -> dict[str, str]:
+    """How often the data extension is read, as tags: the UI filters on them, the freshness policy reads them."""
+    return {"sfmc/schedule": de.schedule, "sfmc/interval": str(de.interval)}
+
+
 def partitioned_check(
     name: str, key: dg.AssetKey, partitions_def: dg.PartitionsDefinition, *, description: str,
     blocking: bool = False,

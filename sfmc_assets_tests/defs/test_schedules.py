@@ -2,6 +2,7 @@
 right days, and an hourly data extension's today's partition exists and materialises."""
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,20 +34,18 @@ def configured(tmp_path: Path, extra: list[dict] | None = None, **by_name: dict)
     return load_config(path)
 
 
-@pytest.fixture(autouse=True)
-def _one_instance(instance: dg.DagsterInstance) -> None:
-    """Schedules evaluate against the test's instance (a repository remembers the first it saw)."""
-    global _INSTANCE
-    _INSTANCE = instance
+Tick = Callable[[dg.Definitions, str, dt.datetime], Any]
 
 
-_INSTANCE: dg.DagsterInstance | None = None
-
-
-def tick(defs: dg.Definitions, schedule: str, at: dt.datetime) -> Any:
-    context = dg.build_schedule_context(instance=_INSTANCE, scheduled_execution_time=at,
-                                        repository_def=defs.get_repository_def())
-    return defs.resolve_schedule_def(schedule).evaluate_tick(context)
+@pytest.fixture
+def tick(instance: dg.DagsterInstance) -> Tick:
+    """Evaluate a schedule of `defs` at a given time, against the test's instance."""
+    def _tick(defs: dg.Definitions, schedule: str, at: dt.datetime) -> Any:
+        # Entered and exited: the context enters the instance, which stays current until the exit.
+        with dg.build_schedule_context(instance=instance, scheduled_execution_time=at,
+                                       repository_def=defs.get_repository_def()) as context:
+            return defs.resolve_schedule_def(schedule).evaluate_tick(context)
+    return _tick
 
 
 def requested(data: Any) -> list[tuple[str, list[str] | None]]:
@@ -80,7 +79,7 @@ def test_frequencies_become_jobs_with_their_own_partitions_and_crons(tmp_path: P
     assert {"segments/contact_features", "sfmc/clean/contacts"} <= daily and "sfmc/raw/orders" not in daily
 
 
-def test_the_hourly_schedule_targets_todays_partition(tmp_path: Path) -> None:
+def test_the_hourly_schedule_targets_todays_partition(tmp_path: Path, tick: Tick) -> None:
     defs = build_definitions(configured(tmp_path, orders={"schedule": "hourly", "interval": 3}))
     at = dt.datetime(2026, 11, 28, 9, tzinfo=UTC)
     assert requested(tick(defs, "sfmc_every_3_hours_job_schedule", at)) == [("2026-11-28", None)]
@@ -96,7 +95,7 @@ def test_the_hourly_schedule_targets_todays_partition(tmp_path: Path) -> None:
     assert len({r.run_key for r in both.run_requests}) == 3
 
 
-def test_key_reconciliation_of_an_hourly_data_extension_runs_nightly_only(tmp_path: Path) -> None:
+def test_key_reconciliation_of_an_hourly_data_extension_runs_nightly_only(tmp_path: Path, tick: Tick) -> None:
     defs = build_definitions(configured(tmp_path, orders={"schedule": "hourly", "reconcile_keys": "daily"}))
     noon = requested(tick(defs, "sfmc_hourly_job_schedule", dt.datetime(2026, 11, 28, 12, tzinfo=UTC)))
     assert noon == [("2026-11-28", ["aep/orders", "sfmc/clean/orders", "sfmc/raw/orders"])]
@@ -104,7 +103,7 @@ def test_key_reconciliation_of_an_hourly_data_extension_runs_nightly_only(tmp_pa
     assert night[:2] == [("2026-11-26", None), ("2026-11-27", None)]  # deletes included
 
 
-def test_every_n_days_reads_the_days_since_the_previous_run(tmp_path: Path) -> None:
+def test_every_n_days_reads_the_days_since_the_previous_run(tmp_path: Path, tick: Tick) -> None:
     defs = build_definitions(configured(tmp_path, orders={"schedule": "daily", "interval": 2}))
     due = tick(defs, "sfmc_every_2_days_job_schedule", dt.datetime(2026, 10, 11, 2, tzinfo=UTC))
     assert [k for k, _ in requested(due)] == ["2026-10-08", "2026-10-09", "2026-10-10"]  # 2 days + look-back
@@ -112,7 +111,7 @@ def test_every_n_days_reads_the_days_since_the_previous_run(tmp_path: Path) -> N
     assert not skipped.run_requests and "every 2 days" in (skipped.skip_message or "")
 
 
-def test_a_full_snapshot_is_taken_for_recent_days_only(tmp_path: Path) -> None:
+def test_a_full_snapshot_is_taken_for_recent_days_only(tmp_path: Path, tick: Tick) -> None:
     defs = build_definitions(configured(tmp_path, [PREFERENCES], orders={"schedule": "weekly"}))
     monday = dt.datetime(2026, 11, 30, 2, tzinfo=UTC)
     weekly = requested(tick(defs, "sfmc_weekly_job_schedule", monday))
@@ -142,7 +141,7 @@ def test_hourly_full_snapshots_are_refused(tmp_path: Path) -> None:
 
 def test_todays_partition_of_an_hourly_data_extension_materialises(
     fresh_mc_sandbox: MarketingCloudSandbox, aep_sandbox: ExperiencePlatformSandbox, tmp_path: Path,
-    instance: dg.DagsterInstance,
+    instance: dg.DagsterInstance, tick: Tick,
 ) -> None:
     """What the hourly schedule launches runs: today's rows so far, read and published."""
     defs = build_definitions(configured(tmp_path, orders={"schedule": "hourly"}))
@@ -163,3 +162,23 @@ def test_todays_partition_of_an_hourly_data_extension_materialises(
     assert sorted(clean["order_id"]) == ["ORD-TODAY-0", "ORD-TODAY-1", "ORD-TODAY-2"]
     published = [e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey(["aep", "orders"])]
     assert published and published[0].materialization.metadata["records_out"].value == 3
+
+
+def test_published_tables_are_due_as_often_as_their_data_extension_is_read(tmp_path: Path) -> None:
+    defs = build_definitions(configured(tmp_path, orders={"schedule": "hourly", "interval": 3},
+                                        activities={"schedule": "weekly"}, campaigns={"schedule": "once"}))
+    graph = defs.resolve_asset_graph()
+
+    def freshness(key: str) -> object:
+        return graph.get(dg.AssetKey(key.split("/"))).freshness_policy
+
+    assert freshness("aep/orders") == dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(hours=4))
+    assert freshness("aep/activities") == dg.FreshnessPolicy.cron(deadline_cron="0 6 * * 1",
+                                                                  lower_bound_delta=dt.timedelta(days=7))
+    assert freshness("aep/campaigns") is None  # read once, when launched
+    assert freshness("aep/contacts") == freshness("segments/contact_features") == dg.FreshnessPolicy.cron(
+        deadline_cron="0 6 * * *", lower_bound_delta=dt.timedelta(days=1))
+    assert graph.get(dg.AssetKey(["sfmc", "raw", "orders"])).tags["sfmc/schedule"] == "hourly"
+    every_2_days = build_definitions(configured(tmp_path, orders={"schedule": "daily", "interval": 2}))
+    assert every_2_days.resolve_asset_graph().get(dg.AssetKey(["aep", "orders"])).freshness_policy == \
+        dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(days=2, hours=4))
