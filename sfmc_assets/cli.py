@@ -29,10 +29,9 @@ from sfmc_assets.lib.config_entries import (
 )
 from sfmc_assets.lib.marketing_cloud import MarketingCloudClient, MarketingCloudError
 from sfmc_assets.lib.marketing_cloud.fields import FieldSpec
-from sfmc_assets.lib.retrying import RetrySettings
 
 #: A person is waiting: retry transient failures for seconds, not for the five minutes a run may take.
-CLI_RETRY = RetrySettings(max_attempts=4, max_total_s=30.0, backoff_initial_s=0.5)
+CLI_RETRY = {"max_attempts": 4, "max_retry_s": 30.0, "backoff_initial_s": 0.5}
 MAX_PREVIEW_ROWS = 2500
 #: First partition of a configuration file written from scratch (a suggestion, marked as one in the file).
 NEW_FILE_START = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=30)
@@ -43,12 +42,14 @@ def marketing_cloud() -> Iterator[MarketingCloudClient]:
     """A client from the assets' own resource (environment credentials, else the sandbox), closed after."""
     import dagster as dg
 
-    from sfmc_assets.resources import marketing_cloud_resource
+    from sfmc_assets.resources import MarketingCloudResource, marketing_cloud_resource
 
+    configured = marketing_cloud_resource()
+    settings = {name: getattr(configured, name) for name in MarketingCloudResource.model_fields}
+    quick = MarketingCloudResource(**(settings | CLI_RETRY))
     try:
-        with marketing_cloud_resource().process_config_and_initialize_cm() as resource:
+        with quick.process_config_and_initialize_cm() as resource:
             client = resource.get_client()
-            client.retry = CLI_RETRY
             try:
                 yield client
             finally:
