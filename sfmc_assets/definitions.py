@@ -29,14 +29,16 @@ DAILY_FRESHNESS = dg.FreshnessPolicy.cron(deadline_cron="0 6 * * *", lower_bound
 #: Published and segment partitions follow their clean partitions: when a clean day is materialised again
 #: (late rows, a rerun, a backfill of clean only), the days downstream of it run once, by themselves.
 #: `eager()` looks at the newest partition only; this looks at every day whose inputs were updated since
-#: it last ran, except by a run that also ran it (a scheduled day-run publishes in the same run), and
-#: waits until no input is missing or running and the inputs' blocking checks (the pandera gate) passed.
+#: it last ran, except by a run that also ran it (a scheduled day-run publishes in the same run), once no
+#: input is missing or running. The pandera gate needs no term of its own: it validates before it writes,
+#: so a day that fails it is not materialised and never counts as updated. (`all_deps_blocking_checks_
+#: passed()` would also never pass after a backfill: the per-day check results of a ranged run
+#: (`defs/ranges.py`) are not linked to that day's materialisation, so Dagster does not count them current.)
 PROPAGATE = (
     dg.AutomationCondition.any_deps_updated().since_last_handled()
     & ~dg.AutomationCondition.any_deps_missing()
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
-    & dg.AutomationCondition.all_deps_blocking_checks_passed()
 ).with_label("propagate clean days")
 FOLLOWERS = dg.AssetSelection.groups(PUBLISH_GROUP, SEGMENTS_GROUP)
 #: Evaluates PROPAGATE (Dagster's default automation sensor starts stopped; this one runs by default).

@@ -62,20 +62,23 @@ def test_a_clean_day_materialised_again_is_published_and_segmented_once(
     assert graph.get(dg.AssetKey(["aep", "contacts"])).automation_condition is not None
 
 
-def test_a_day_that_failed_its_gate_is_not_followed(
+def test_a_backfill_of_clean_only_is_followed_except_on_the_day_that_failed_its_gate(
     fresh_mc_sandbox: MarketingCloudSandbox, aep_sandbox: ExperiencePlatformSandbox, tmp_path, instance
 ) -> None:
+    """A ranged run (one run for several days, as backfills run) reports each day itself: the days that
+    passed are followed, the day whose gate failed (not materialised) is not."""
     defs = build_definitions(load_config())
     assets = list(defs.assets or [])
     resources = resources_for(fresh_mc_sandbox, tmp_path, aep_sandbox)
     chain = ["sfmc/raw/campaigns", "sfmc/clean/campaigns", "aep/campaigns"]
-    assert dg.materialize(assets, partition_key=LATE_DAY, resources=resources, instance=instance,
-                          selection=chain).success
+    for day in DAYS[1:]:
+        assert dg.materialize(assets, partition_key=day, resources=resources, instance=instance,
+                              selection=chain).success
     first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
-    fresh_mc_sandbox.inject_bad_rows("Campaign_Engagement", "missing_required",
-                                     dt.date.fromisoformat(LATE_DAY), n=2)
-    failed = dg.materialize(assets, partition_key=LATE_DAY, resources=resources, instance=instance,
-                            selection=chain[:2], raise_on_error=False)
-    assert not failed.success
+    fresh_mc_sandbox.inject_bad_rows("Campaign_Engagement", "missing_required", dt.date.fromisoformat(LATE_DAY), n=2)
+    ranged = dg.materialize(assets, resources=resources, instance=instance, selection=chain[:2],
+                            tags={"dagster/asset_partition_range_start": DAYS[1],
+                                  "dagster/asset_partition_range_end": DAYS[2]}, raise_on_error=False)
+    assert not ranged.success  # 2026-10-02 failed its gate, 2026-10-03 was materialised
     after = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
-    assert ("aep/campaigns", LATE_DAY) not in _requested(after)
+    assert _requested(after) == {("aep/campaigns", DAYS[2])}
