@@ -19,7 +19,7 @@ from click.testing import CliRunner, Result
 from sfmc_assets.cli import main
 from sfmc_assets.lib.config import load_config
 from sfmc_assets.lib.settings import config_path
-from sfmc_assets.sandboxes.marketing_cloud import MarketingCloudSandbox
+from sfmc_assets.sandboxes.marketing_cloud import Fault, MarketingCloudSandbox
 from sfmc_assets_tests.conftest import DATA_END, DATA_START
 
 UTC = dt.timezone.utc
@@ -193,6 +193,17 @@ def test_an_unknown_key_is_named(run: Run) -> None:
         assert result.exit_code == 1
         assert "no data extension with external key 'No_Such_DE' (customobjects search found 0 candidate(s)" \
             in result.output
+
+
+def test_a_refused_search_says_to_narrow_it(run: Run, tenant: MarketingCloudSandbox) -> None:
+    """Marketing Cloud does not document an empty `$search`; if a tenant answers 400, the error says what to do."""
+    tenant.set_faults([Fault(route="search", kind="status", status=400)])
+    try:
+        result = run()
+    finally:
+        tenant.clear_faults()
+    assert result.exit_code == 1 and "Listing the data extensions failed" in result.output
+    assert "pass --search with part of the names you want" in result.output
 
 
 def test_bad_credentials_are_named_without_the_secret(run: Run, tenant: MarketingCloudSandbox) -> None:
