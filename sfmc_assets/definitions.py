@@ -3,7 +3,8 @@
 Each folder of `defs/` contributes its part, built from the configuration in force (`lib/config.py`):
 raw, clean, publish and segment assets, jobs and schedules, sensors, resources. A module added under
 `defs/` (`dg scaffold defs dagster.asset my_asset.py`) is loaded with no edit here. What applies to
-every asset (freshness on published and segment tables) and to every run (the executor) is set here.
+every asset (freshness and propagation on published and segment tables) and to every run (the
+executor) is set here.
 
 `build_definitions(config)` loads the same folder with another configuration (tests use it to add a
 fourth data extension without code).
@@ -20,9 +21,53 @@ from sfmc_assets.defs.experience_platform.assets import PUBLISH_GROUP
 from sfmc_assets.defs.segments.assets import SEGMENTS_GROUP
 from sfmc_assets.lib.config import ProjectConfig, config_in_force
 
-#: Published and segment tables are due every morning: the schedule runs at 02:00 UTC, so by 06:00 UTC
-#: yesterday's data should be out; the UI flags them when they are not.
+#: Published and segment tables of daily data extensions are due every morning: the schedule runs at 02:00
+#: UTC, so by 06:00 UTC yesterday's data should be out; the UI flags them when they are not.
 DAILY_FRESHNESS = dg.FreshnessPolicy.cron(deadline_cron="0 6 * * *", lower_bound_delta=dt.timedelta(hours=24))
+
+
+#: Published and segment partitions follow their clean partitions: when a clean day is materialised again
+#: (late rows, a rerun, a backfill of clean only), the days downstream of it run once, by themselves.
+#: `eager()` looks at the newest partition only; this looks at every day whose inputs were updated since
+#: it last ran, except by a run that also ran it (a scheduled day-run publishes in the same run), once no
+#: input is missing or running. The pandera gate needs no term of its own: it validates before it writes,
+#: so a day that fails it is not materialised and never counts as updated. (`all_deps_blocking_checks_
+#: passed()` would also never pass after a backfill: the per-day check results of a ranged run
+#: (`defs/ranges.py`) are not linked to that day's materialisation, so Dagster does not count them current.)
+PROPAGATE = (
+    dg.AutomationCondition.any_deps_updated().since_last_handled()
+    & ~dg.AutomationCondition.any_deps_missing()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("propagate clean days")
+FOLLOWERS = dg.AssetSelection.groups(PUBLISH_GROUP, SEGMENTS_GROUP)
+#: Evaluates PROPAGATE (Dagster's default automation sensor starts stopped; this one runs by default).
+PROPAGATION_SENSOR = dg.AutomationConditionSensorDefinition(
+    "sfmc_propagation_sensor", target=FOLLOWERS, default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Runs the publish and segment days whose clean inputs were materialised again.",
+)
+
+
+def freshness_for(schedule: str, interval: int) -> dg.FreshnessPolicy | None:
+    """How fresh a published table must be, from how often its data extension is read (`frequency_tags`)."""
+    if schedule == "once":  # read when launched
+        return None
+    if schedule == "daily" and interval == 1:
+        return DAILY_FRESHNESS
+    if schedule == "weekly" and interval == 1:
+        return dg.FreshnessPolicy.cron(deadline_cron="0 6 * * 1", lower_bound_delta=dt.timedelta(weeks=1))
+    # Every N hours, days or weeks: published within the period, plus the hours a run may take.
+    period = dt.timedelta(**{{"hourly": "hours", "daily": "days", "weekly": "weeks"}[schedule]: interval})
+    return dg.FreshnessPolicy.time_window(fail_window=period + dt.timedelta(hours=1 if schedule == "hourly" else 4))
+
+
+def _policies(spec: dg.AssetSpec) -> dg.AssetSpec:
+    """Freshness from the data extension's frequency (segment tables: daily), and propagation."""
+    freshness = freshness_for(spec.tags.get("sfmc/schedule", "daily"), int(spec.tags.get("sfmc/interval", "1")))
+    if freshness is not None:
+        spec = dg.apply_freshness_policy(spec, freshness, overwrite_existing=False)
+    return spec if spec.automation_condition else spec.replace_attributes(automation_condition=PROPAGATE)
 
 
 def build_definitions(config: ProjectConfig | None = None) -> dg.Definitions:
@@ -33,11 +78,8 @@ def build_definitions(config: ProjectConfig | None = None) -> dg.Definitions:
         warnings.simplefilter("ignore", dg.BetaWarning)
         warnings.simplefilter("ignore", dg.PreviewWarning)
         loaded = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
-        with_executor = dg.Definitions.merge(loaded, dg.Definitions(executor=executor_from_env()))
-        return with_executor.map_resolved_asset_specs(
-            func=lambda spec: dg.apply_freshness_policy(spec, DAILY_FRESHNESS, overwrite_existing=False),
-            selection=dg.AssetSelection.groups(PUBLISH_GROUP, SEGMENTS_GROUP),
-        )
+        run_wide = dg.Definitions(executor=executor_from_env(), sensors=[PROPAGATION_SENSOR])
+        return dg.Definitions.merge(loaded, run_wide).map_resolved_asset_specs(func=_policies, selection=FOLLOWERS)
 
 
 @dg.definitions

@@ -77,11 +77,11 @@ def test_partitions_to_run(tick: dt.datetime, lookback: int, expected: list[str]
 def test_schedule_requests_yesterday_and_the_lookback(defs: dg.Definitions) -> None:
     schedule = defs.resolve_schedule_def("sfmc_daily_job_schedule")
     assert schedule.cron_schedule == "0 2 * * *"
-    with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(
-            instance=instance, scheduled_execution_time=dt.datetime(2026, 11, 28, 2, tzinfo=dt.timezone.utc),
-            repository_def=defs.get_repository_def(),
-        )
+    # The context enters the instance (making it current) until it is exited: always use it in `with`.
+    with dg.instance_for_test() as instance, dg.build_schedule_context(
+        instance=instance, scheduled_execution_time=dt.datetime(2026, 11, 28, 2, tzinfo=dt.timezone.utc),
+        repository_def=defs.get_repository_def(),
+    ) as context:
         requests = schedule.evaluate_tick(context).run_requests
     assert [r.partition_key for r in requests] == ["2026-11-26", "2026-11-27"]
     assert len({r.run_key for r in requests}) == 2
@@ -90,11 +90,10 @@ def test_schedule_requests_yesterday_and_the_lookback(defs: dg.Definitions) -> N
 def test_schedule_never_requests_partitions_before_the_start() -> None:
     built = build_definitions()
     schedule = built.resolve_schedule_def("sfmc_daily_job_schedule")
-    with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(
-            instance=instance, scheduled_execution_time=dt.datetime(2026, 10, 2, 2, tzinfo=dt.timezone.utc),
-            repository_def=built.get_repository_def(),
-        )
+    with dg.instance_for_test() as instance, dg.build_schedule_context(
+        instance=instance, scheduled_execution_time=dt.datetime(2026, 10, 2, 2, tzinfo=dt.timezone.utc),
+        repository_def=built.get_repository_def(),
+    ) as context:
         requests = schedule.evaluate_tick(context).run_requests
     assert [r.partition_key for r in requests] == ["2026-10-01"]
 

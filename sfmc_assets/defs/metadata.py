@@ -5,6 +5,8 @@ from collections.abc import Iterable
 import dagster as dg
 import polars as pl
 
+from sfmc_assets.lib.personal import mask
+
 
 def table_schema(schema: pl.Schema, descriptions: dict[str, str] | None = None) -> dg.TableSchema:
     descriptions = descriptions or {}
@@ -16,15 +18,10 @@ def table_schema(schema: pl.Schema, descriptions: dict[str, str] | None = None) 
     )
 
 
-def _mask(col: str) -> pl.Expr:
-    c = pl.col(col).cast(pl.String)
-    return pl.when(c.is_null()).then(None).otherwise(c.str.slice(0, 1) + pl.lit("***")).alias(col)
-
-
 def preview(frame: pl.DataFrame, masked: Iterable[str] = (), rows: int = 5) -> dg.MetadataValue:
     """The first rows as a Markdown table, with personal columns reduced to their first character."""
     masked = [c for c in masked if c in frame.columns]
-    head = frame.head(rows).with_columns(_mask(c) for c in masked)
+    head = frame.head(rows).with_columns(mask(c) for c in masked)
     with pl.Config(tbl_formatting="ASCII_MARKDOWN", tbl_hide_column_data_types=True,
                    tbl_hide_dataframe_shape=True, tbl_rows=rows, tbl_cols=-1, fmt_str_lengths=40):
         return dg.MetadataValue.md(str(head) if frame.height else "_(no rows in this partition)_")

@@ -102,6 +102,12 @@ class DataExtensionConfig(_Strict):
         "to find rows deleted in Marketing Cloud (incremental reads never see deletes).",
     )
     start_date: dt.date | None = None
+    schedule: Literal["once", "hourly", "daily", "weekly"] = Field(
+        default="daily", description="How often it is read (docs/schedules.md): once (launched by hand), "
+        "hourly (today's partition re-read every `interval` hours), daily, or weekly (Mondays).",
+    )
+    interval: int = Field(default=1, description="Every `interval` hours, days or weeks (hourly: a divisor "
+                                                 "of 24, so the runs fall at the same hours every day).")
     quarantine_tolerance: float = Field(
         default=0.0, ge=0.0, le=1.0,
         description="Share of a partition's rows that may fail the contract and be quarantined while the "
@@ -144,6 +150,7 @@ class DataExtensionConfig(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> "DataExtensionConfig":
         self._check_sync()
+        self._check_schedule()
         self._check_key()
         if self.kind is not None:
             self._check_overlay()
@@ -174,6 +181,29 @@ class DataExtensionConfig(_Strict):
         if self.sync == "full" and self.reconcile_keys != "never":
             raise ValueError(f"{self.name}: `reconcile_keys` is for incremental data extensions; full "
                              "snapshots find deletes by themselves")
+
+    def _check_schedule(self) -> None:
+        if self.interval < 1:
+            raise ValueError(f"{self.name}: interval {self.interval} must be at least 1 (every 1 {self._unit})")
+        if self.schedule == "once" and self.interval != 1:
+            raise ValueError(f"{self.name}: `schedule: once` runs when launched; remove `interval`")
+        if self.schedule == "hourly" and 24 % self.interval:
+            raise ValueError(f"{self.name}: an hourly interval must divide 24 (1, 2, 3, 4, 6, 8 or 12) so the "
+                             f"runs fall at the same hours every day, got {self.interval}")
+        if self.schedule == "hourly" and self.sync == "full":
+            raise ValueError(f"{self.name}: `sync: full` reads the whole data extension into the day's snapshot; "
+                             "reading it every hour is not supported: use `schedule: daily` (or incremental "
+                             "reads on a Date column)")
+        read_daily = self.schedule == "hourly" or (self.schedule == "daily" and self.interval == 1)
+        if self.reconcile_keys == "daily" and not read_daily:
+            raise ValueError(f"{self.name}: `reconcile_keys: daily` runs with the daily read; it needs "
+                             "`schedule: daily` (interval 1) or `schedule: hourly`")
+        if self.schedule == "once" and self.reconcile_keys != "never":
+            raise ValueError(f"{self.name}: `reconcile_keys` is recurring; `schedule: once` has no recurring run")
+
+    @property
+    def _unit(self) -> str:
+        return {"hourly": "hour", "weekly": "week"}.get(self.schedule, "day")
 
     def _check_key(self) -> None:
         if len({c.lower() for c in self.primary_key}) != len(self.primary_key):

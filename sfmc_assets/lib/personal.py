@@ -6,6 +6,8 @@ UI, which is no place for contact data.
 
 from collections.abc import Sequence
 
+import polars as pl
+
 from sfmc_assets.lib.config import DataExtensionConfig
 from sfmc_assets.lib.marketing_cloud.fields import FieldSpec
 
@@ -27,3 +29,9 @@ def personal_source_columns(de: DataExtensionConfig, fields: Sequence[FieldSpec]
     """The same, as the raw layer's source column names."""
     personal = set(personal_columns(de, fields))
     return [f.name for f in fields if de.clean_name(f.name) in personal]
+
+
+def mask(column: str) -> pl.Expr:
+    """A personal column reduced to its first character (`j***`), nulls kept: enough to recognise a row."""
+    c = pl.col(column).cast(pl.String)
+    return pl.when(c.is_null()).then(None).otherwise(c.str.slice(0, 1) + pl.lit("***")).alias(column)

@@ -460,6 +460,24 @@ def fields_of(api: Api, key: str) -> list[dict[str, Any]]:
     return api.get(f"data/v1/customobjects/{de_id}/fields").json()["fields"]
 
 
+def test_search_pages_25_at_a_time_whatever_page_size_says(fresh: MarketingCloudSandbox) -> None:
+    """More than 25 matches: `count` is the total, pages of 25, `links.next` until the last, then empty pages."""
+    for i in range(30):
+        fresh.create_data_extension(f"List_{i:02d}", f"Mailing list {i:02d}", [
+            {"name": "Email", "type": "EmailAddress", "length": 254, "isPrimaryKey": True}], sendable=i % 2 == 0)
+    api = Api(fresh)
+    first = api.get("data/v1/customobjects", {"$search": "mailing list", "$pageSize": 100}).json()
+    assert (first["count"], first["page"], first["pageSize"], len(first["items"])) == (30, 1, 25, 25)
+    assert first["links"]["next"] == "/v1/customobjects?$search=mailing%20list&$page=2"
+    second = api.get("data" + first["links"]["next"]).json()
+    assert (second["page"], len(second["items"]), "next" in second["links"]) == (2, 5, False)
+    keys = [i["key"] for i in first["items"] + second["items"]]
+    assert sorted(keys) == [f"List_{i:02d}" for i in range(30)]
+    assert {i["key"]: i["isSendable"] for i in first["items"]}["List_00"] is True
+    assert api.get("data/v1/customobjects", {"$search": "mailing list", "$page": 3}).json()["items"] == []
+    everything = api.get("data/v1/customobjects", {"$search": ""}).json()  # empty term: matches all (UNCONFIRMED)
+    assert everything["count"] == 35 and [i["isSendable"] for i in everything["items"][:2]] == [True, False]
+
 def test_search_and_field_metadata(api: Api) -> None:
     assert api.get("data/v1/customobjects").status_code == 400  # $search is required
     found = api.get("data/v1/customobjects", {"$search": "ENGAGE"}).json()

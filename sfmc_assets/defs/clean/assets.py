@@ -23,7 +23,7 @@ from dagster_pandera import pandera_schema_to_dagster_type
 
 from sfmc_assets.defs.marketing_cloud.assets import raw_fields, raw_key
 from sfmc_assets.defs.metadata import preview
-from sfmc_assets.defs.partitions import daily_partitions, partitioned_check
+from sfmc_assets.defs.partitions import frequency_tags, partitioned_check, partitions_of
 from sfmc_assets.defs.ranges import DayResult, report
 from sfmc_assets.lib.config import DataExtensionConfig, ProjectConfig
 from sfmc_assets.lib.extract import Window
@@ -141,7 +141,7 @@ def _description(de: DataExtensionConfig) -> str:
 
 def build_clean_asset(de: DataExtensionConfig, config: ProjectConfig) -> dg.AssetsDefinition:
     key = clean_key(de)
-    partitions_def = daily_partitions(config.start_date_of(de))
+    partitions_def = partitions_of(de, config)
     contacts = _contacts_for(de, config)
     static: dict[str, object] = {"quarantine_tolerance": de.quarantine_tolerance, "sfmc/sync": de.sync}
     if de.fields is not None:
@@ -154,7 +154,8 @@ def build_clean_asset(de: DataExtensionConfig, config: ProjectConfig) -> dg.Asse
         group_name=CLEAN_GROUP,
         kinds={"polars", "pandera", "parquet"},
         owners=list(de.owners),
-        tags={"layer": "clean", "domain": "marketing", "sfmc/kind": de.kind or "generic"},
+        tags={"layer": "clean", "domain": "marketing", "sfmc/kind": de.kind or "generic",
+              **frequency_tags(de)},
         description=_description(de),
         metadata=static,
         check_specs=_check_specs(de, config, partitions_def),

@@ -23,7 +23,7 @@ import polars as pl
 from sfmc_assets.defs.clean.assets import CLEAN_GROUP, clean_key
 from sfmc_assets.defs.marketing_cloud.assets import SFMC_POOL, raw_fields
 from sfmc_assets.defs.metadata import preview
-from sfmc_assets.defs.partitions import daily_partitions, partitioned_check
+from sfmc_assets.defs.partitions import partitioned_check, partitions_of
 from sfmc_assets.defs.ranges import DayResult, report
 from sfmc_assets.lib.config import DataExtensionConfig, ProjectConfig
 from sfmc_assets.lib.extract import check_fields
@@ -55,7 +55,7 @@ def has_deletes(de: DataExtensionConfig) -> bool:
 
 def build_deletes_asset(de: DataExtensionConfig, config: ProjectConfig) -> dg.AssetsDefinition:
     key = deletes_key(de)
-    partitions_def = daily_partitions(config.start_date_of(de))
+    partitions_def = partitions_of(de, config)
     how = ("the keys the previous snapshot held and this day's snapshot does not" if de.sync == "full" else
            f"the keys the clean partitions hold that a read of every key ({de.reconcile_keys}) no longer finds")
 

@@ -14,7 +14,7 @@ import dagster as dg
 
 from sfmc_assets.defs.clean.assets import clean_key
 from sfmc_assets.defs.locks import PartitionBusyError, partition_lock
-from sfmc_assets.defs.partitions import daily_partitions, partitioned_check
+from sfmc_assets.defs.partitions import frequency_tags, partitioned_check, partitions_of
 from sfmc_assets.defs.ranges import DayResult, report
 from sfmc_assets.lib.config import DataExtensionConfig, ProjectConfig
 from sfmc_assets.lib.experience_platform import (
@@ -52,7 +52,7 @@ def build_publish_asset(de: DataExtensionConfig, config: ProjectConfig) -> dg.As
     if mapping is None:
         return None
     xdm_class = "Individual Profile" if mapping.xdm_class == "profile" else "ExperienceEvent"
-    partitions_def = daily_partitions(config.start_date_of(de))
+    partitions_def = partitions_of(de, config)
 
     @dg.asset(
         key=publish_key(de),
@@ -65,7 +65,8 @@ def build_publish_asset(de: DataExtensionConfig, config: ProjectConfig) -> dg.As
         )],
         kinds={"adobe", "parquet"},
         owners=list(de.owners),
-        tags={"layer": "publish", "domain": "marketing", "sfmc/kind": de.kind or "generic"},
+        tags={"layer": "publish", "domain": "marketing", "sfmc/kind": de.kind or "generic",
+              **frequency_tags(de)},
         description=(
             f"The validated `{de.name}` partition published to Experience Platform dataset `{mapping.dataset}` "
             f"as {xdm_class} records: one batch per day, replacing the day's previous batch."

@@ -15,7 +15,7 @@ import dagster as dg
 import polars as pl
 
 from sfmc_assets.defs.metadata import preview, table_schema
-from sfmc_assets.defs.partitions import daily_partitions, partitioned_check
+from sfmc_assets.defs.partitions import frequency_tags, partitioned_check, partitions_of
 from sfmc_assets.defs.ranges import DayResult, report
 from sfmc_assets.lib.config import DataExtensionConfig, ProjectConfig
 from sfmc_assets.lib.extract import (
@@ -84,7 +84,7 @@ def build_raw_asset(de: DataExtensionConfig, config: ProjectConfig) -> dg.Assets
     if de.fields is not None:
         static_metadata["dagster/column_schema"] = table_schema(frame_schema(de.fields),
                                                                 _column_descriptions(de, de.fields))
-    partitions_def = daily_partitions(config.start_date_of(de))
+    partitions_def = partitions_of(de, config)
 
     @dg.asset(
         key=raw_key(de),
@@ -96,7 +96,8 @@ def build_raw_asset(de: DataExtensionConfig, config: ProjectConfig) -> dg.Assets
         )],
         kinds={"salesforce", "polars", "parquet"},
         owners=list(de.owners),
-        tags={"layer": "raw", "domain": "marketing", "sfmc/kind": de.kind or "generic", "sfmc/sync": de.sync},
+        tags={"layer": "raw", "domain": "marketing", "sfmc/kind": de.kind or "generic", "sfmc/sync": de.sync,
+              **frequency_tags(de)},
         description=_description(de),
         metadata=static_metadata,
         pool=SFMC_POOL,

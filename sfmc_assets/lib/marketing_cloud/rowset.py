@@ -26,12 +26,9 @@ from typing import Any
 import orjson
 import polars as pl
 
+from sfmc_assets.lib.marketing_cloud.catalog import fields_of, find
 from sfmc_assets.lib.marketing_cloud.client import MalformedBodyError, MarketingCloudClient, json_object
-from sfmc_assets.lib.marketing_cloud.errors import (
-    DataExtensionNotFoundError,
-    InconsistentReadError,
-    SchemaDriftError,
-)
+from sfmc_assets.lib.marketing_cloud.errors import InconsistentReadError, SchemaDriftError
 from sfmc_assets.lib.marketing_cloud.fields import FieldSpec
 from sfmc_assets.lib.marketing_cloud.types import empty_frame, typed_frame
 
@@ -39,39 +36,8 @@ MAX_PAGE_SIZE = 2500
 
 
 def discover_fields(client: MarketingCloudClient, external_key: str) -> tuple[FieldSpec, ...]:
-    """The data extension's fields from Marketing Cloud's metadata, in ordinal order.
-
-    `$search` matches names, keys and descriptions, 25 per page; the exact key is picked from the results.
-    """
-    page = 1
-    while True:
-        body = client.get_json("data/v1/customobjects", {"$search": external_key, "$page": page},
-                               data_extension=external_key)
-        items = body.get("items") or []
-        match = next((i for i in items if str(i.get("key", "")).lower() == external_key.lower()), None)
-        if match is not None:
-            break
-        page_size = int(body.get("pageSize") or 25)
-        if not items or page * page_size >= int(body.get("count") or 0) or page >= 40:
-            raise DataExtensionNotFoundError(
-                f"no data extension with external key {external_key!r} (customobjects search found "
-                f"{body.get('count', 0)} candidate(s), none with that key)",
-                data_extension=external_key, request=f"GET data/v1/customobjects?$search={external_key}",
-            )
-        page += 1
-    fields_body = client.get_json(f"data/v1/customobjects/{match['id']}/fields", data_extension=external_key)
-    raw = sorted(fields_body.get("fields") or [], key=lambda f: int(f.get("ordinal") or 0))
-    return tuple(
-        FieldSpec(
-            name=str(f["name"]),
-            type=f["type"],
-            length=f.get("length"),
-            scale=f.get("scale"),
-            is_primary_key=bool(f.get("isPrimaryKey")),
-            is_nullable=bool(f.get("isNullable", True)),
-        )
-        for f in raw
-    )
+    """The data extension's fields from Marketing Cloud's metadata, in ordinal order (`catalog.py`)."""
+    return fields_of(client, find(client, external_key))
 
 
 @dataclass(frozen=True)

@@ -158,11 +158,12 @@ class MarketingCloudSandbox:
         self.tenant.alter(key, add=add, drop=drop, retype=retype)
 
     def create_data_extension(self, key: str, name: str, fields: Sequence[Mapping[str, Any]],
-                              rows: Sequence[Mapping[str, Any]] | None = None, delta: str | None = None) -> None:
+                              rows: Sequence[Mapping[str, Any]] | None = None, delta: str | None = None, *,
+                              description: str = "", sendable: bool = False) -> None:
         specs = [Field(f["name"], f["type"], f.get("length"), f.get("scale"), bool(f.get("isPrimaryKey")),
                        bool(f.get("isNullable", True)) and not f.get("isPrimaryKey"), i + 1)
                  for i, f in enumerate(fields)]
-        self.tenant.create(DataExtension(key, name, specs, delta))
+        self.tenant.create(DataExtension(key, name, specs, delta, description, sendable))
         if rows:
             self.tenant.upsert(key, rows)
 

@@ -416,7 +416,7 @@ class Handler(BaseHTTPRequestHandler):
                      or term.lower() in d.description.lower()]
             chunk = found[(page - 1) * 25: page * 25]  # the server ignores $pageSize here (reference §3.2)
             items = [{"id": d.id, "name": d.name, "key": d.key, "description": d.description,
-                      "rowCount": tenant.count(d), "isSendable": False, "isTestable": False} for d in chunk]
+                      "rowCount": tenant.count(d), "isSendable": d.sendable, "isTestable": False} for d in chunk]
             links = {"self": f"/v1/customobjects?$search={quote(term, safe='')}&$page={page}"}
             if page * 25 < len(found):
                 links["next"] = f"/v1/customobjects?$search={quote(term, safe='')}&$page={page + 1}"

@@ -78,6 +78,7 @@ class DataExtension:
     fields: list[Field]
     delta: str | None = None
     description: str = ""
+    sendable: bool = False  # related to subscribers: a send can target it (`isSendable` in the metadata)
 
     @property
     def id(self) -> str:
@@ -117,9 +118,10 @@ def _f(name: str, type_: str, length: int | None = None, scale: int | None = Non
     return (name, type_, length, scale, pk, nullable)
 
 
-def _build(key: str, name: str, delta: str | None, description: str, specs: list[tuple]) -> DataExtension:
+def _build(key: str, name: str, delta: str | None, description: str, specs: list[tuple],
+           sendable: bool = False) -> DataExtension:
     fields = [Field(n, t, ln, sc, pk, nl and not pk, i + 1) for i, (n, t, ln, sc, pk, nl) in enumerate(specs)]
-    return DataExtension(key, name, fields, delta, description)
+    return DataExtension(key, name, fields, delta, description, sendable)
 
 
 def default_data_extensions() -> list[DataExtension]:
@@ -132,7 +134,7 @@ def default_data_extensions() -> list[DataExtension]:
             _f("CustomerStage", "Text", 50, nullable=False), _f("OptIn", "Boolean"),
             _f("TotalOrders", "Number"), _f("LifetimeValue", "Decimal", 18, 2), _f("LastOrderDate", "Date"),
             _f("Locale", "Locale", 5), _f("MobilePhone", "Phone", 50), _f("ModifiedDate", "Date", nullable=False),
-        ]),
+        ], sendable=True),
         _build("Campaign_Engagement", "Campaign Engagement", "EventDate", "Sends, opens, clicks and replies", [
             _f("EngagementID", "Text", 36, pk=True), _f("SubscriberKey", "Text", 254, nullable=False),
             _f("CampaignID", "Text", 50, nullable=False), _f("CampaignName", "Text", 200, nullable=False),
@@ -382,7 +384,7 @@ class Tenant:
         if stored and stored[0] == params and catalog:
             for item in json.loads(catalog[0]):
                 de = DataExtension(item["key"], item["name"], [Field(**f) for f in item["fields"]],
-                                   item["delta"], item["description"])
+                                   item["delta"], item["description"], item.get("sendable", False))
                 self.data_extensions[de.key.lower()] = de
             return
         days = max(1, (self.end - self.start).days)
@@ -397,7 +399,8 @@ class Tenant:
 
     def _save_catalog(self) -> None:
         catalog = [{"key": d.key, "name": d.name, "delta": d.delta, "description": d.description,
-                    "fields": [f.__dict__ for f in d.fields]} for d in self.data_extensions.values()]
+                    "sendable": d.sendable, "fields": [f.__dict__ for f in d.fields]}
+                   for d in self.data_extensions.values()]
         self._db.execute("INSERT OR REPLACE INTO _meta VALUES ('catalog', ?)", [json.dumps(catalog)])
 
     @contextmanager
