@@ -255,6 +255,9 @@ class DataExtensionConfig(_Strict):
         absent = sorted({c for c in referenced if c.lower() not in names})
         if absent:
             raise ValueError(f"{self.name}: column(s) {absent} are not among `fields`")
+        if self.sync == "full" and not self.key_columns(self.fields):
+            raise ValueError(f"{self.name}: a `sync: full` data extension needs a primary key (`primary_key`, or "
+                             "fields marked primary-key) to tell which rows were deleted between snapshots")
         if self.delta_column and self.field(self.delta_column).type != "Date":
             raise ValueError(f"{self.name}: delta_column {self.delta_column!r} is "
                              f"{self.field(self.delta_column).type}; incremental reads need a Date field")

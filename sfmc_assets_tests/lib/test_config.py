@@ -162,3 +162,9 @@ def test_an_event_mapping_derives_its_id_from_the_composite_key(tmp_path: Path) 
 )
 def test_snake_case(source: str, clean: str) -> None:
     assert snake_case(source) == clean
+
+
+def test_a_full_snapshot_needs_a_key(tmp_path: Path) -> None:
+    text = GENERIC.replace("    primary_key: [SubscriberKey, Channel]\n", "").replace(" primary-key", "")
+    with pytest.raises(ValueError, match="tell which rows were deleted"):
+        load_config(_generic(tmp_path, text))

@@ -8,7 +8,7 @@ none may fail: a legal row is never quarantined, whatever the data extension loo
 """
 
 import datetime as dt
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 import polars as pl
 from hypothesis import HealthCheck, given, settings
@@ -64,7 +64,9 @@ def legal_value(spec: FieldSpec, window: Window | None, is_delta: bool) -> st.Se
         return st.integers(min_value=-(2**31), max_value=2**31 - 1).map(str)
     if spec.type == "Decimal":
         digits = (spec.length or 18) - (spec.scale or 0)
-        top = Decimal(10) ** digits - Decimal(1).scaleb(-(spec.scale or 0))
+        with localcontext() as exact:  # 29 digits exceed the default 28-digit context
+            exact.prec = 60
+            top = Decimal(10) ** digits - Decimal(1).scaleb(-(spec.scale or 0))
         return st.decimals(min_value=-top, max_value=top, places=spec.scale or 0, allow_nan=False,
                            allow_infinity=False).map(lambda d: f"{d:f}")
     if spec.type == "Boolean":
@@ -120,3 +122,14 @@ def test_every_legal_row_passes_the_derived_contract(data: st.DataObject) -> Non
     gate = validate(plan.frame.collect(), schema)
     assert gate.failing_rows == 0 and not gate.blocking_schema_errors, gate.failures_by_rule()
     assert gate.valid.height == len(rows) and plan.removed == 0
+
+
+def test_the_widest_decimal_marketing_cloud_allows_passes() -> None:
+    """Regression: Decimal(29,0)'s largest value has 29 digits, more than Python's default context."""
+    spec = FieldSpec(name="Big", type="Decimal", length=29, scale=0, is_nullable=False)
+    de = DataExtensionConfig(name="any_de", external_key="Any", sync="full", fields=(spec,))
+    strings = pl.DataFrame({"Big": ["9" * 29, "-" + "9" * 29, "0"]})
+    typed = typed_frame(strings, de.fields, OFFSET_HOURS)
+    assert typed[PARSE_ERRORS].null_count() == 3
+    plan = plan_clean(typed, de, dt.datetime(2026, 11, 30, tzinfo=dt.timezone.utc), de.fields)
+    assert validate(plan.frame.collect(), contract(de, de.fields)).failing_rows == 0
