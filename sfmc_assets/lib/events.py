@@ -25,6 +25,7 @@ offset or `Z` is converted as written. A value that does not parse becomes null 
 """
 
 import datetime as dt
+import functools
 import itertools
 import json
 import time
@@ -36,7 +37,7 @@ import polars as pl
 
 from sfmc_assets.lib.config import DataExtensionConfig, ProjectConfig, TrackingEventsConfig
 from sfmc_assets.lib.experience_platform.xdm import EventTypeSpec, IdentitySpec, XdmMapping
-from sfmc_assets.lib.extract import FIELDS_METADATA, READ_METADATA, Window
+from sfmc_assets.lib.extract import FIELDS_METADATA, READ_METADATA, WRITE_BATCH_ROWS, Window
 from sfmc_assets.lib.lake import PartitionWriter
 from sfmc_assets.lib.marketing_cloud.errors import MarketingCloudError
 from sfmc_assets.lib.marketing_cloud.fields import FieldSpec
@@ -170,17 +171,24 @@ def _value(spec: FieldSpec, utc_offset: dt.timedelta) -> pl.Expr:
     return pl.when(text == "").then(None).otherwise(value).alias(spec.name)
 
 
-def typed_events(strings: pl.DataFrame, fields: tuple[FieldSpec, ...], utc_offset: dt.timedelta) -> pl.DataFrame:
-    """A page of SOAP strings as typed columns plus `_parse_errors` (null when every value parsed)."""
-    typed = strings.select([_value(f, utc_offset) for f in fields]
-                           + [pl.col(f.name).alias(f"\x00{f.name}") for f in fields if f.type != "Text"])
+@functools.lru_cache(maxsize=32)
+def _plan(fields: tuple[FieldSpec, ...], utc_offset: dt.timedelta) -> tuple[list[pl.Expr], list[pl.Expr]]:
+    """The two steps of `typed_events`, built once per field list (building them costs more than a page)."""
+    first = [_value(f, utc_offset) for f in fields] + [pl.col(f.name).alias(f"\x00{f.name}") for f in fields
+                                                       if f.type != "Text"]
     errors = [pl.when(pl.col(f.name).is_null() & (pl.col(f"\x00{f.name}").str.strip_chars() != ""))
               .then(pl.format("{}: '{}' is not a valid {}", pl.lit(f.name), pl.col(f"\x00{f.name}"), pl.lit(f.type)))
               for f in fields if f.type != "Text"]
     joined = pl.concat_str(errors, separator="; ", ignore_nulls=True) if errors else pl.lit(None, pl.String)
     message = pl.when(joined == "").then(None).otherwise(joined) if errors else joined
-    return typed.select([pl.col(f.name) for f in fields] + [message.alias(PARSE_ERRORS)]) \
-        .cast(dict(frame_schema(fields)))  # type: ignore[arg-type]
+    schema = frame_schema(fields)
+    return first, [pl.col(f.name).cast(schema[f.name]) for f in fields] + [message.alias(PARSE_ERRORS)]
+
+
+def typed_events(strings: pl.DataFrame, fields: tuple[FieldSpec, ...], utc_offset: dt.timedelta) -> pl.DataFrame:
+    """A page of SOAP strings as typed columns plus `_parse_errors` (null when every value parsed)."""
+    first, second = _plan(tuple(fields), utc_offset)
+    return strings.select(first).select(second)
 
 
 # -- extraction -------------------------------------------------------------------------------------
@@ -240,8 +248,7 @@ def extract_events(reader: SoapReader, event: EventType, window: Window, open_wr
         stats = ReadStats()
         try:
             with open_writer(frame_schema(event.fields)) as writer:
-                for page in _read(reader, event, window, slices, stats):
-                    writer.write(page)
+                _write(_read(reader, event, window, slices, stats), writer)
                 writer.metadata.update(_metadata(event, stats.objects, flt))
         except ReadInterrupted as exc:
             last = exc
@@ -258,6 +265,18 @@ def extract_events(reader: SoapReader, event: EventType, window: Window, open_wr
     assert last is not None
     raise MarketingCloudError(f"no complete read of {event.object_type} after {read_attempts} attempts: "
                               f"{last.reason}", request=f"Retrieve {event.object_type} where {flt}")
+
+
+def _write(pages: Iterator[pl.DataFrame], writer: PartitionWriter) -> None:
+    """Typed pages to the writer, `WRITE_BATCH_ROWS` at a time (one Parquet write per page costs more)."""
+    batch: list[pl.DataFrame] = []
+    for page in pages:
+        batch.append(page)
+        if sum(p.height for p in batch) >= WRITE_BATCH_ROWS:
+            writer.write(pl.concat(batch))
+            batch = []
+    if batch:
+        writer.write(pl.concat(batch))
 
 
 def _metadata(event: EventType, objects: int, flt: str) -> dict[str, str]:

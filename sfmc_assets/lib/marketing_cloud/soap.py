@@ -31,7 +31,9 @@ connection; a document carrying a DOCTYPE is refused as malformed.
 """
 
 import datetime as dt
+import functools
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -255,9 +257,46 @@ def _flatten(result: etree._Element, wanted: set[str]) -> dict[str, str | None]:
     return row
 
 
+#: Separators of the XSLT's text output: private-use characters, legal in XML but not expected in tracking
+#: data; a page where one does occur is read the slow way (`_objects`), so they can never shift a value.
+_FIELD, _ROW, _NULL = "\ue000", "\ue001", "\ue002"
+
+
+@functools.lru_cache(maxsize=32)
+def _columns_xslt(properties: tuple[str, ...]) -> etree.XSLT:
+    """An XSLT writing each `Results` as one row of the properties' texts (libxslt runs it in C, without
+    the GIL): a property's element, else its `PartnerProperties` pair, else the null marker."""
+    cells = []
+    for name in properties:
+        path = "/".join(f"p:{part}" for part in name.split("."))
+        pair = f"p:PartnerProperties[p:Name='{name}']"
+        cells.append(f'<xsl:choose><xsl:when test="{path}[not(@xsi:nil=\'true\')]"><xsl:value-of select="{path}"/>'
+                     f'</xsl:when><xsl:when test="{pair}"><xsl:value-of select="{pair}/p:Value"/></xsl:when>'
+                     f"<xsl:otherwise>{_NULL}</xsl:otherwise></xsl:choose>")
+    sheet = (f'<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform" xmlns:p="{PARTNER_NS}" '
+             f'xmlns:xsi="{XSI}"><xsl:output method="text" encoding="utf-8"/><xsl:template match="/">'
+             f'<xsl:for-each select="/*/*/p:RetrieveResponseMsg/p:Results">{f"<xsl:text>{_FIELD}</xsl:text>".join(cells)}'
+             f"<xsl:text>{_ROW}</xsl:text></xsl:for-each></xsl:template></xsl:stylesheet>")
+    return etree.XSLT(etree.fromstring(sheet.encode()), access_control=etree.XSLTAccessControl.DENY_ALL)
+
+
+def _rows_fast(msg: etree._Element, properties: Sequence[str], objects: int) -> pl.DataFrame | None:
+    """The page's objects through the XSLT, None when its output cannot be split with certainty."""
+    text = str(_columns_xslt(tuple(properties))(msg.getroottree()))
+    rows = text.split(_ROW)
+    if len(rows) != objects + 1 or rows[-1]:
+        return None
+    parts = pl.Series(rows[:-1], dtype=pl.String).str.split(_FIELD)
+    if objects and not (parts.list.len() == len(properties)).all():
+        return None
+    columns = {p: parts.list.get(i) for i, p in enumerate(properties)} if objects else \
+        {p: pl.Series([], dtype=pl.String) for p in properties}
+    return pl.DataFrame(columns).with_columns(pl.when(pl.all() == _NULL).then(None).otherwise(pl.all()).name.keep())
+
+
 def _page(msg: etree._Element, properties: Sequence[str]) -> RetrievePage:
-    status, request_id, objects = None, None, []
-    wanted = set(properties)
+    status, request_id = None, None
+    results = []
     for child in msg:
         name = _local(child.tag)
         if name == "OverallStatus":
@@ -265,15 +304,21 @@ def _page(msg: etree._Element, properties: Sequence[str]) -> RetrievePage:
         elif name == "RequestID":
             request_id = (child.text or "").strip() or None
         elif name == "Results":
-            objects.append(_flatten(child, wanted))
+            results.append(child)
     if status is None:
         raise MalformedEnvelope("the RetrieveResponseMsg has no OverallStatus")
+    wanted = set(properties)
     if status.startswith(("Error", "HasErrors")):
-        messages = [str(o["StatusMessage"]) for o in objects if o.get("StatusMessage")]
+        messages = [str(o["StatusMessage"]) for o in (_flatten(r, wanted) for r in results) if o.get("StatusMessage")]
         status = status if ":" in status or not messages else f"{status}: {'; '.join(messages)}"
-        objects = []
-    columns = {p: [o.get(p) for o in objects] for p in properties}
-    return RetrievePage(status, request_id, pl.DataFrame(columns, schema={p: pl.String for p in properties}))
+        results = []
+    fast = _rows_fast(msg, properties, len(results)) if msg.tag == f"{{{PARTNER_NS}}}RetrieveResponseMsg" \
+        and status in ("OK", "MoreDataAvailable") else None
+    if fast is None:
+        objects = [_flatten(r, wanted) for r in results]
+        fast = pl.DataFrame({p: [o.get(p) for o in objects] for p in properties},
+                            schema={p: pl.String for p in properties})
+    return RetrievePage(status, request_id, fast)
 
 
 def parse_response(content: bytes, properties: Sequence[str]) -> RetrievePage | Fault:
@@ -321,24 +366,35 @@ class SoapReader:
     def read(self, object_type: str, properties: Sequence[str], flt: Filter | None,
              stats: ReadStats | None = None) -> Iterator[pl.DataFrame]:
         """Every object the filter selects, page by page (strings). Raises `ReadInterrupted` when a
-        continued page failed ambiguously: the caller discards what it got and reads again."""
+        continued page failed ambiguously: the caller discards what it got and reads again.
+
+        The next page is asked for (in one background thread) as soon as a page's status and RequestID
+        are known, so the caller's work on a page overlaps the server's work on the next; lxml parses and
+        transforms without the GIL.
+        """
         stats = stats if stats is not None else ReadStats()
         request = f"Retrieve {object_type}"
-        page = self._call(request, idempotent=True, object_type=object_type, properties=properties, flt=flt)
-        while True:
-            self._check_status(page, request, object_type, properties)
-            stats.pages += 1
-            stats.objects += page.rows.height
-            if page.request_id:
-                stats.request_ids.append(page.request_id)
-            yield page.rows
-            if not page.more:
-                return
-            if not page.request_id:
-                raise ReadInterrupted(f"{object_type}: MoreDataAvailable without a RequestID to continue",
-                                      request=request)
-            page = self._call(f"{request} (ContinueRequest after page {stats.pages})", idempotent=False,
-                              properties=properties, continue_request=page.request_id)
+        ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"soap-{object_type}")
+        try:
+            page = self._call(request, idempotent=True, object_type=object_type, properties=properties, flt=flt)
+            while True:
+                self._check_status(page, request, object_type, properties)
+                stats.pages += 1
+                stats.objects += page.rows.height
+                if page.request_id:
+                    stats.request_ids.append(page.request_id)
+                if page.more and not page.request_id:
+                    raise ReadInterrupted(f"{object_type}: MoreDataAvailable without a RequestID to continue",
+                                          request=request)
+                following: Future[RetrievePage] | None = ahead.submit(
+                    self._call, f"{request} (ContinueRequest after page {stats.pages})", idempotent=False,
+                    properties=properties, continue_request=page.request_id) if page.more else None
+                yield page.rows
+                if following is None:
+                    return
+                page = following.result()
+        finally:
+            ahead.shutdown(wait=True, cancel_futures=True)
 
     @staticmethod
     def _check_status(page: RetrievePage, request: str, object_type: str, properties: Sequence[str]) -> None:
