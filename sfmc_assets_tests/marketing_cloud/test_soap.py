@@ -255,3 +255,22 @@ def test_event_dates_without_offset_are_server_time_with_offset_as_written() -> 
     assert typed["EventDate"].to_list()[:2] == [midnight, midnight] and typed["EventDate"][2] is None
     assert typed["_parse_errors"][2] == "SendID: 'x' is not a valid Number; EventDate: '2026-10-02 99:00' is not a valid Date"
     assert typed["_parse_errors"][:2].null_count() == 2
+
+
+def test_values_holding_the_fast_paths_separators_are_read_exactly() -> None:
+    """The XSLT path separates values with private-use characters; a page holding one is read the slow way."""
+    odd = "a\ue000b\ue001c"
+    body = _ENVELOPE.format(
+        '<RetrieveResponseMsg xmlns="http://exacttarget.com/wsdl/partnerAPI"><OverallStatus>OK</OverallStatus>'
+        f"<Results><SendID>1</SendID><SMTPReason>{odd}</SMTPReason></Results>"
+        "<Results><SendID>2</SendID><SMTPReason>plain &amp; &lt;escaped&gt;</SMTPReason></Results>"
+        "</RetrieveResponseMsg>")
+    page = parse_response(body.encode(), ["SendID", "SMTPReason"])
+    assert page.rows.to_dicts() == [{"SendID": "1", "SMTPReason": odd},
+                                    {"SendID": "2", "SMTPReason": "plain & <escaped>"}]
+    for value in ("n", "v", "", "\ue000"):  # a cell's own markers as values: read as they are
+        one = _ENVELOPE.format('<RetrieveResponseMsg xmlns="http://exacttarget.com/wsdl/partnerAPI"><OverallStatus>'
+                               f"OK</OverallStatus><Results><SMTPReason>{value}</SMTPReason></Results>"
+                               "</RetrieveResponseMsg>")
+        assert parse_response(one.encode(), ["SMTPReason", "URL"]).rows.to_dicts() == [
+            {"SMTPReason": value, "URL": None}]

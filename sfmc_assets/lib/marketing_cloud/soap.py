@@ -258,21 +258,22 @@ def _flatten(result: etree._Element, wanted: set[str]) -> dict[str, str | None]:
 
 
 #: Separators of the XSLT's text output: private-use characters, legal in XML but not expected in tracking
-#: data; a page where one does occur is read the slow way (`_objects`), so they can never shift a value.
-_FIELD, _ROW, _NULL = "\ue000", "\ue001", "\ue002"
+#: data. Each cell is `v<text>` or `n` (null), so a value can never be mistaken for a null; a value holding a
+#: separator changes the page's counts, and such a page is read the slow way (`_flatten`).
+_FIELD, _ROW = "\ue000", "\ue001"
 
 
 @functools.lru_cache(maxsize=32)
 def _columns_xslt(properties: tuple[str, ...]) -> etree.XSLT:
     """An XSLT writing each `Results` as one row of the properties' texts (libxslt runs it in C, without
-    the GIL): a property's element, else its `PartnerProperties` pair, else the null marker."""
+    the GIL): a property's element, else its `PartnerProperties` pair, else null."""
     cells = []
     for name in properties:
         path = "/".join(f"p:{part}" for part in name.split("."))
         pair = f"p:PartnerProperties[p:Name='{name}']"
-        cells.append(f'<xsl:choose><xsl:when test="{path}[not(@xsi:nil=\'true\')]"><xsl:value-of select="{path}"/>'
-                     f'</xsl:when><xsl:when test="{pair}"><xsl:value-of select="{pair}/p:Value"/></xsl:when>'
-                     f"<xsl:otherwise>{_NULL}</xsl:otherwise></xsl:choose>")
+        cells.append(f'<xsl:choose><xsl:when test="{path}[not(@xsi:nil=\'true\')]">v<xsl:value-of select="{path}"/>'
+                     f'</xsl:when><xsl:when test="{pair}">v<xsl:value-of select="{pair}/p:Value"/></xsl:when>'
+                     "<xsl:otherwise>n</xsl:otherwise></xsl:choose>")
     sheet = (f'<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform" xmlns:p="{PARTNER_NS}" '
              f'xmlns:xsi="{XSI}"><xsl:output method="text" encoding="utf-8"/><xsl:template match="/">'
              f'<xsl:for-each select="/*/*/p:RetrieveResponseMsg/p:Results">{f"<xsl:text>{_FIELD}</xsl:text>".join(cells)}'
@@ -291,7 +292,8 @@ def _rows_fast(msg: etree._Element, properties: Sequence[str], objects: int) -> 
         return None
     columns = {p: parts.list.get(i) for i, p in enumerate(properties)} if objects else \
         {p: pl.Series([], dtype=pl.String) for p in properties}
-    return pl.DataFrame(columns).with_columns(pl.when(pl.all() == _NULL).then(None).otherwise(pl.all()).name.keep())
+    return pl.DataFrame(columns).with_columns(
+        pl.when(pl.all().str.starts_with("v")).then(pl.all().str.slice(1)).otherwise(None).name.keep())
 
 
 def _page(msg: etree._Element, properties: Sequence[str]) -> RetrievePage:
