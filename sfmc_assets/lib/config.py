@@ -356,6 +356,10 @@ class SegmentRules(_Strict):
 
     contacts: str = Field(default="contacts", description="Data extension (kind contacts) feeding the segments.")
     engagement: str = Field(default="campaigns", description="Data extension (kind engagement).")
+    engagement_source: Literal["data_extension", "events", "both"] = Field(
+        default="data_extension", description="Where engagement counts come from: the `engagement` data "
+        "extension, Marketing Cloud's tracking events, or both (sends, opens, clicks, bounces and unsubscribes "
+        "from the events, every other action, such as responses, from the data extension).")
     activities: str = Field(default="activities", description="Data extension (kind activities).")
     engagement_window_days: int = Field(default=30, ge=1, description="Engagement window, ending with the day.")
     activity_window_days: int = Field(default=7, ge=1, description="Activity window, ending with the day.")
@@ -432,10 +436,16 @@ class ProjectConfig(_Strict):
             raise ValueError(f"duplicate data extension name(s): {dupes}")
         if self.segments is not None:
             by_name = {d.name: d for d in self.data_extensions}
-            for role, kind in (("contacts", "contacts"), ("engagement", "engagement"), ("activities", "activities")):
+            source = self.segments.engagement_source
+            types = set(self.tracking_events.types) if self.tracking_events else set()
+            if source != "data_extension" and not {"sent", "open", "click"} <= types:
+                raise ValueError(f"segments.engagement_source {source!r} counts tracking events: "
+                                 "`tracking_events.types` must include sent, open and click")
+            roles = ("contacts", "activities") + (("engagement",) if source != "events" else ())
+            for role in roles:  # each role's data extension is of the kind of the same name
                 name = getattr(self.segments, role)
-                if name not in by_name or by_name[name].kind != kind:
-                    raise ValueError(f"segments.{role} must name a data extension of kind {kind}, got {name!r}")
+                if name not in by_name or by_name[name].kind != role:
+                    raise ValueError(f"segments.{role} must name a data extension of kind {role}, got {name!r}")
         return self
 
     def data_extension(self, name: str) -> DataExtensionConfig:
