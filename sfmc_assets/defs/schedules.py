@@ -124,7 +124,8 @@ def job_plans(config: ProjectConfig) -> list[JobPlan]:
         plans.setdefault((start, Frequency()), JobPlan(start, Frequency())).keys += [
             event_raw_key(event), event_clean_key(event), *published]
     if config.segments is not None:
-        feeding = (config.segments.contacts, config.segments.engagement, config.segments.activities)
+        feeding = [config.segments.contacts, config.segments.activities] + (
+            [config.segments.engagement] if config.segments.engagement_source != "events" else [])
         start = max(config.start_date_of(config.data_extension(name)) for name in feeding)
         plans.setdefault((start, Frequency()), JobPlan(start, Frequency())).keys += [FEATURES_KEY, MEMBERSHIP_KEY]
     ordered = sorted(plans.values(), key=lambda p: (p.frequency.job_name, p.start))
