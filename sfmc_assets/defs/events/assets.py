@@ -21,7 +21,13 @@ import dagster as dg
 import polars as pl
 from dagster_pandera import pandera_schema_to_dagster_type
 
-from sfmc_assets.defs.clean.assets import CLEAN_GROUP, CONTRACT_CHECK, RECONCILE_CHECK
+from sfmc_assets.defs.clean.assets import (
+    CLEAN_GROUP,
+    CONTRACT_CHECK,
+    RECONCILE_CHECK,
+    ChainPaths,
+    clean_and_gate,
+)
 from sfmc_assets.defs.marketing_cloud.assets import RAW_GROUP, SFMC_POOL, SOURCE_COUNT_CHECK
 from sfmc_assets.defs.metadata import preview, table_schema
 from sfmc_assets.defs.partitions import daily_partitions, partitioned_check
@@ -34,8 +40,7 @@ from sfmc_assets.lib.marketing_cloud import AuthenticationError, MarketingCloudE
 from sfmc_assets.lib.marketing_cloud.soap import RetrieveError, SoapFaultError, SoapReader
 from sfmc_assets.lib.marketing_cloud.types import PARSE_ERRORS, frame_schema
 from sfmc_assets.lib.schemas import contract
-from sfmc_assets.lib.transforms import CLEAN_BATCH_ROWS, batches, plan_clean
-from sfmc_assets.lib.validation import REJECTION_REASONS, Gate, GateSummary, gate_batches, unique_keys
+from sfmc_assets.lib.validation import GateSummary
 from sfmc_assets.resources import LakeResource, MarketingCloudResource
 
 #: Subscriber keys are often e-mail addresses, and bounce reasons quote them: masked in previews.
@@ -171,25 +176,8 @@ def build_clean_asset(event: EventType, config: ProjectConfig) -> dg.AssetsDefin
 def _gate(store: ParquetLake, event: EventType, de: DataExtensionConfig,
           partition: str) -> tuple[int, GateSummary, PartitionWriter]:
     """Clean and gate one day batch by batch: (duplicates removed, gate summary, uncommitted writer)."""
-    window = Window.day(partition)
-    plan = plan_clean(store.scan(raw_key(event).path, partition), de, as_of=window.end, fields=event.fields)
-    schema = contract(de, plan.fields, (window.start, window.end))
-    gate = Gate(schema, {k: plan.conflicting_keys for k in unique_keys(schema)})
-    columns = plan.frame.collect_schema()
-    valid = store.partition_writer(clean_key(event).path, partition, columns)
-    rejected = store.partition_writer(quarantine_key(event), partition,
-                                      pl.Schema({**columns, REJECTION_REASONS: pl.String()}))
-    try:
-        summary = gate_batches(batches(plan.frame, CLEAN_BATCH_ROWS), gate, valid.write, rejected.write)
-    except BaseException:
-        valid.abort()
-        rejected.abort()
-        raise
-    if summary.failing_rows:
-        rejected.commit()
-    else:
-        rejected.abort()
-        store.delete(quarantine_key(event), partition)
+    paths = ChainPaths(raw_key(event).path, clean_key(event).path, quarantine_key(event), event.fields)
+    plan, summary, valid = clean_and_gate(store, de, partition, paths=paths)
     return plan.removed, summary, valid
 
 
