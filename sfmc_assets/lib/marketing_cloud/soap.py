@@ -471,7 +471,8 @@ class SoapReader:
         """The page a 200 holds, or the error an answer means (transient ones as `RetryableError`)."""
         status = response.status_code
         if isinstance(parsed, Fault):
-            message = f"SOAP fault {parsed.code or '(no code)'}: {parsed.message or '(no message)'}" + (
+            text = self.client.session.scrub(parsed.message) or "(no message)"  # never echo a secret
+            message = f"SOAP fault {parsed.code or '(no code)'}: {text}" + (
                 f" (code {parsed.api_code})" if parsed.api_code is not None else "")
             if parsed.rate_limited:
                 raise RetryableError(f"throttled: {message}", request=request, status=status,
@@ -494,4 +495,7 @@ class SoapReader:
         if isinstance(parsed, MalformedEnvelope):
             raise _Ambiguous(f"malformed response ({len(response.content)} bytes: {parsed})", request=request,
                              status=200)
+        if parsed.status.startswith(("Error", "HasErrors")):
+            return RetrievePage(self.client.session.scrub(parsed.status) or parsed.status, parsed.request_id,
+                                parsed.rows)
         return parsed
