@@ -10,7 +10,7 @@ import json
 import time
 from collections.abc import Callable
 
-from bench import backfill, extract, extract_latency, memory, publish, validation_share
+from bench import backfill, events, extract, extract_latency, memory, publish, validation_share
 from bench._util import RESULTS, save
 
 FULL: dict[str, Callable[[], dict[str, object]]] = {
@@ -20,6 +20,7 @@ FULL: dict[str, Callable[[], dict[str, object]]] = {
     "validation_share": lambda: validation_share.run(rows=1_000_000),
     "backfill": lambda: backfill.run(days=90, sample=5),
     "publish": lambda: publish.run(rows=1_000_000, repeats=1),
+    "events": lambda: events.run(sends_per_day=200_000, repeats=2),
 }
 SMOKE: dict[str, Callable[[], dict[str, object]]] = {
     "extract": lambda: extract.run(rows=20_000),
@@ -27,6 +28,7 @@ SMOKE: dict[str, Callable[[], dict[str, object]]] = {
     "memory": lambda: memory.run((20_000,)),
     "validation_share": lambda: validation_share.run(rows=20_000, repeats=1),
     "publish": lambda: publish.run(rows=5_000, repeats=1),
+    "events": lambda: events.run(sends_per_day=6_000, repeats=1),
 }
 
 
@@ -111,6 +113,14 @@ def table() -> str:
             f"{r['client_records_per_s']:,} records/s | floor (same file, bare create/PUT/complete/poll): "
             f"{f['total_s']:.1f} s, of which processing {f['platform_s']:.1f} s | {r['ours_vs_floor']}x floor "
             f"| {o['peak_rss_mb']:.0f} MB | {_machine(r)} |")
+    if r := _load("events"):
+        o, f = r["ours"], r["floor"]
+        lines.append(
+            f"| tracking events: one day of `SentEvent`, {r['objects']:,} objects in {r['pages']} SOAP pages "
+            f"(sandbox, {r['latency_ms']} ms latency), Retrieve + ContinueRequest -> typed Parquet partition "
+            f"| {o['events_per_s']:,} events/s ({o['seconds']:.1f} s) | raw SOAP floor (same requests, answers "
+            f"as bytes): {f['events_per_s']:,} events/s ({f['seconds']:.1f} s) | {r['ours_vs_floor']}x floor "
+            f"| {o['peak_rss_mb']:.0f} MB (floor {f['peak_rss_mb']:.0f} MB) | {_machine(r)} |")
     return "\n".join(lines)
 
 

@@ -48,10 +48,10 @@ def _serve(extra_args: list[str], discovery_name: str, state_dir: Path | None,
 
 
 @contextmanager
-def sandbox_process(rows: dict[str, int], start: str, end: str,
-                    state_dir: Path | None = None) -> Iterator[dict[str, object]]:
+def sandbox_process(rows: dict[str, int], start: str, end: str, state_dir: Path | None = None,
+                    extra: Sequence[str] = ()) -> Iterator[dict[str, object]]:
     """The Marketing Cloud sandbox alone, with `rows` per data extension key over [start, end)."""
-    args = ["--no-experience-platform", "--start", start, "--end", end]
+    args = ["--no-experience-platform", "--start", start, "--end", end, *extra]
     for key, n in rows.items():
         args += ["--rows", f"{key}={n}"]
     with _serve(args, "marketing_cloud.json", state_dir, timeout_s=600) as discovery:

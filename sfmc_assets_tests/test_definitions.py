@@ -14,6 +14,7 @@ import pytest
 from sfmc_assets.definitions import build_definitions
 from sfmc_assets.defs.schedules import partitions_to_run
 from sfmc_assets.lib.config import load_config
+from sfmc_assets.lib.events import configured
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,7 +59,8 @@ def test_every_gate_is_blocking_and_every_asset_is_described(defs: dg.Definition
         node = graph.get(key)
         assert node.description and node.owners and node.kinds, key
     contract_checks = [c for c in graph.asset_check_keys if c.name == "pandera_contract"]
-    assert len(contract_checks) == len(load_config().data_extensions)
+    config = load_config()
+    assert len(contract_checks) == len(config.data_extensions) + len(configured(config))  # + tracking events
     assert all(graph.get_check_spec(c).blocking for c in contract_checks)
 
 

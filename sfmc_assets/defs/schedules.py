@@ -29,10 +29,14 @@ import dagster as dg
 
 from sfmc_assets.defs.clean.assets import clean_key
 from sfmc_assets.defs.deletes.assets import deletes_key
+from sfmc_assets.defs.events.assets import clean_key as event_clean_key
+from sfmc_assets.defs.events.assets import raw_key as event_raw_key
+from sfmc_assets.defs.events.publish import publish_key as event_publish_key
 from sfmc_assets.defs.experience_platform.assets import publish_key
 from sfmc_assets.defs.marketing_cloud.assets import raw_key
 from sfmc_assets.defs.segments.assets import FEATURES_KEY, MEMBERSHIP_KEY
 from sfmc_assets.lib.config import DataExtensionConfig, ProjectConfig, current_config
+from sfmc_assets.lib.events import configured
 
 SCHEDULE_HOUR_UTC = 2
 #: What `define_asset_job` returns (its class is not part of Dagster's public API).
@@ -114,8 +118,14 @@ def job_plans(config: ProjectConfig) -> list[JobPlan]:
         plan.keys += keys
         plan.recent_only |= recent
         plan.nightly_only |= nightly
+    for event in configured(config):  # tracking events: daily, with the same look-back (late tracking)
+        start = (config.tracking_events.start_date if config.tracking_events else None) or config.start_date
+        published = [event_publish_key(event)] if config.tracking_events and config.tracking_events.aep else []
+        plans.setdefault((start, Frequency()), JobPlan(start, Frequency())).keys += [
+            event_raw_key(event), event_clean_key(event), *published]
     if config.segments is not None:
-        feeding = (config.segments.contacts, config.segments.engagement, config.segments.activities)
+        feeding = [config.segments.contacts, config.segments.activities] + (
+            [config.segments.engagement] if config.segments.engagement_source != "events" else [])
         start = max(config.start_date_of(config.data_extension(name)) for name in feeding)
         plans.setdefault((start, Frequency()), JobPlan(start, Frequency())).keys += [FEATURES_KEY, MEMBERSHIP_KEY]
     ordered = sorted(plans.values(), key=lambda p: (p.frequency.job_name, p.start))

@@ -27,7 +27,7 @@ from sfmc_assets.lib.marketing_cloud.fields import FieldSpec, parse_compact, sna
 from sfmc_assets.lib.settings import config_path
 
 __all__ = ["ColumnRules", "DataExtensionConfig", "FieldSpec", "ProjectConfig", "SegmentRules", "SourceConfig",
-           "config_in_force", "current_config", "load_config"]
+           "TrackingEventsConfig", "config_in_force", "current_config", "load_config"]
 
 _OFFSET = re.compile(r"^[+-]\d{2}:\d{2}$")
 _ASSET_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -356,6 +356,10 @@ class SegmentRules(_Strict):
 
     contacts: str = Field(default="contacts", description="Data extension (kind contacts) feeding the segments.")
     engagement: str = Field(default="campaigns", description="Data extension (kind engagement).")
+    engagement_source: Literal["data_extension", "events", "both"] = Field(
+        default="data_extension", description="Where engagement counts come from: the `engagement` data "
+        "extension, Marketing Cloud's tracking events, or both (sends, opens, clicks, bounces and unsubscribes "
+        "from the events, every other action, such as responses, from the data extension).")
     activities: str = Field(default="activities", description="Data extension (kind activities).")
     engagement_window_days: int = Field(default=30, ge=1, description="Engagement window, ending with the day.")
     activity_window_days: int = Field(default=7, ge=1, description="Activity window, ending with the day.")
@@ -372,6 +376,45 @@ class SegmentRules(_Strict):
         return v
 
 
+#: Marketing Cloud's e-mail tracking objects this project reads, by asset name (docs/tracking-events.md).
+EVENT_TYPES = ("sent", "open", "click", "bounce", "unsubscribe")
+_TENANT_FIELD = re.compile(r"^_[A-Za-z][A-Za-z0-9]*$")
+
+
+class TrackingPublish(_Strict):
+    """Where tracking events go in Experience Platform: one ExperienceEvent dataset for every type."""
+
+    dataset: str = Field(min_length=1, description="Experience Platform dataset id.")
+    tenant_field: str = Field(description="The schema's tenant namespace (`_yourtenant`); event details go "
+                              "under `<tenant_field>.emailTracking`.")
+
+    @field_validator("tenant_field")
+    @classmethod
+    def _tenant(cls, v: str) -> str:
+        if not _TENANT_FIELD.match(v):
+            raise ValueError(f"tenant_field {v!r} must look like _yourtenant")
+        return v
+
+
+class TrackingEventsConfig(_Strict):
+    """Marketing Cloud's own tracking (sends, opens, clicks, bounces, unsubscribes) read as events."""
+
+    types: tuple[Literal["sent", "open", "click", "bounce", "unsubscribe"], ...] = Field(
+        default=EVENT_TYPES, min_length=1, description="Event types read; each becomes its own assets.")
+    start_date: dt.date | None = Field(default=None, description="First daily partition (default: the file's).")
+    quarantine_tolerance: float = Field(default=0.0, ge=0.0, le=1.0,
+                                        description="Share of a day's events that may fail the contract.")
+    owners: tuple[str, ...] = ()
+    aep: TrackingPublish | None = Field(default=None, description="Experience Platform; omitted = not published.")
+
+    @field_validator("types")
+    @classmethod
+    def _once(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"types {list(v)} name a type twice")
+        return v
+
+
 class ProjectConfig(_Strict):
     """The whole configuration file."""
 
@@ -382,6 +425,8 @@ class ProjectConfig(_Strict):
     )
     data_extensions: tuple[DataExtensionConfig, ...]
     segments: SegmentRules | None = Field(default=None, description="Segment tables; omitted = none built.")
+    tracking_events: TrackingEventsConfig | None = Field(
+        default=None, description="Marketing Cloud's e-mail tracking as event assets; omitted = not read.")
 
     @model_validator(mode="after")
     def _unique_names(self) -> "ProjectConfig":
@@ -391,10 +436,16 @@ class ProjectConfig(_Strict):
             raise ValueError(f"duplicate data extension name(s): {dupes}")
         if self.segments is not None:
             by_name = {d.name: d for d in self.data_extensions}
-            for role, kind in (("contacts", "contacts"), ("engagement", "engagement"), ("activities", "activities")):
+            source = self.segments.engagement_source
+            types = set(self.tracking_events.types) if self.tracking_events else set()
+            if source != "data_extension" and not {"sent", "open", "click"} <= types:
+                raise ValueError(f"segments.engagement_source {source!r} counts tracking events: "
+                                 "`tracking_events.types` must include sent, open and click")
+            roles = ("contacts", "activities") + (("engagement",) if source != "events" else ())
+            for role in roles:  # each role's data extension is of the kind of the same name
                 name = getattr(self.segments, role)
-                if name not in by_name or by_name[name].kind != kind:
-                    raise ValueError(f"segments.{role} must name a data extension of kind {kind}, got {name!r}")
+                if name not in by_name or by_name[name].kind != role:
+                    raise ValueError(f"segments.{role} must name a data extension of kind {role}, got {name!r}")
         return self
 
     def data_extension(self, name: str) -> DataExtensionConfig:

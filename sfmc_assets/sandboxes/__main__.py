@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--end", type=_date, default=None, help="day after the last UTC day of sandbox data")
     serve.add_argument("--rows", action="append", default=[], metavar="KEY=N",
                        help="rows of a data extension, e.g. Campaign_Engagement=1000000 (repeatable)")
+    serve.add_argument("--sends-per-day", type=int, default=None,
+                       help="e-mail sends a day in the tracking events (opens, clicks... follow from them)")
     serve.add_argument("--no-marketing-cloud", action="store_true", help="real SFMC credentials are in use")
     serve.add_argument("--no-experience-platform", action="store_true", help="real AEP credentials are in use")
     args = parser.parse_args(argv)
@@ -53,8 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         from sfmc_assets.sandboxes.marketing_cloud import MarketingCloudSandbox
 
         rows = {k: int(v) for k, v in (item.split("=", 1) for item in args.rows)}
+        tracking = {"sends_per_day": args.sends_per_day} if args.sends_per_day else {}
         mc = MarketingCloudSandbox(state_dir / "marketing_cloud", host=args.host, port=args.mc_port,
-                                   start=args.start, end=args.end, rows=rows).start()
+                                   start=args.start, end=args.end, rows=rows, **tracking).start()
         started.append((mc, state_dir / "marketing_cloud.json"))
         print(f"Marketing Cloud sandbox:       {mc.url}", flush=True)
     if not args.no_experience_platform:

@@ -21,6 +21,7 @@ import dagster as dg
 import pytest
 
 from sfmc_assets.lib.config import load_config
+from sfmc_assets.lib.events import configured
 from sfmc_assets.sandboxes.experience_platform import ExperiencePlatformSandbox
 from sfmc_assets.sandboxes.marketing_cloud import MarketingCloudSandbox
 
@@ -65,11 +66,15 @@ def test_a_multiprocess_run_requests_one_token_per_service(tmp_path: Path) -> No
                                                        of_type=dg.DagsterEventType.STEP_SUCCESS)}
         processes = {e.dagster_event.pid for e in instance.all_logs(instance.get_runs()[0].run_id,
                                                       of_type=dg.DagsterEventType.STEP_START)}
-    extensions = load_config().data_extensions
+    config = load_config()
+    extensions, events = config.data_extensions, configured(config)
     published = [de for de in extensions if de.aep is not None]
-    assert len(steps) == 2 * len(extensions) + len(published), steps  # raw, clean, publish of each
+    published += events if config.tracking_events and config.tracking_events.aep else []
+    # raw, clean, publish of each data extension and tracking-event type (these read through SOAP)
+    assert len(steps) == 2 * (len(extensions) + len(events)) + len(published), steps
     assert len(processes) >= len(steps) - 3, processes  # one process per step (a pid may be reused)
     assert mc_stats["rowset_key"] >= len(extensions) and aep_stats["create_batch"] == len(published)
+    assert mc_stats["soap"] >= len(events)
     assert mc_stats["token"] == 1 and mc_stats.get("token_blocked", 0) == 0
     assert aep_stats["ims"] == 1
     assert len(issued) == 1

@@ -239,3 +239,14 @@ def test_failed_read_leaves_no_partial_partition(mc_sandbox: MarketingCloudSandb
     with client_for(mc_sandbox) as client, pytest.raises(MarketingCloudError):
         _extract(client, lake, page_size=100)
     assert list(tmp_path.rglob("*.parquet")) == [] and list(tmp_path.rglob("*.tmp")) == []
+
+
+def test_soap_access_shares_the_token_and_names_the_soap_host(mc_sandbox: MarketingCloudSandbox) -> None:
+    with client_for(mc_sandbox) as client:
+        first = client.soap_access()
+        assert first.soap_base == mc_sandbox.url  # `soap_instance_url` of the token response, ending with `/`
+        assert client.soap_access().token == first.token  # cached: no second token request
+        assert client.counters["token_requests"] == 1
+        renewed = client.soap_access(stale=first.token)  # the SOAP endpoint refused it: renewed
+        assert renewed.token != first.token and client.counters["token_requests"] == 2
+        assert first.token not in repr(first)

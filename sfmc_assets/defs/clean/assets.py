@@ -16,6 +16,7 @@ temporary partition file, which becomes the partition only once the whole day ha
 import time
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import dagster as dg
 import polars as pl
@@ -168,21 +169,35 @@ def build_clean_asset(de: DataExtensionConfig, config: ProjectConfig) -> dg.Asse
     return _clean
 
 
+@dataclass(frozen=True)
+class ChainPaths:
+    """Where a chain's raw, clean and quarantine partitions are (tracking events have their own), and the
+    fields its raw partitions were read with."""
+
+    raw: list[str]
+    clean: list[str]
+    quarantine: list[str]
+    fields: tuple[FieldSpec, ...]
+
+
 def clean_and_gate(store: ParquetLake, de: DataExtensionConfig, partition: str,
-                   batch_rows: int = CLEAN_BATCH_ROWS) -> tuple[CleanPlan, GateSummary, PartitionWriter]:
+                   batch_rows: int = CLEAN_BATCH_ROWS,
+                   paths: ChainPaths | None = None) -> tuple[CleanPlan, GateSummary, PartitionWriter]:
     """Clean and gate one day batch by batch; returns the valid rows' writer, not yet committed.
 
     Failing rows are written to the quarantine partition (replaced, or removed when none fail) whatever
-    the decision; the caller commits the valid rows only if the gate lets them through.
+    the decision; the caller commits the valid rows only if the gate lets them through. `paths` default
+    to the data extension's (`sfmc/raw/<name>` ...).
     """
     window = Window.day(partition)
-    plan = plan_clean(store.scan(raw_key(de).path, partition), de, as_of=window.end,
-                      fields=raw_fields(store, de, partition))
+    paths = paths or ChainPaths(raw_key(de).path, clean_key(de).path, quarantine_key(de),
+                                raw_fields(store, de, partition))
+    plan = plan_clean(store.scan(paths.raw, partition), de, as_of=window.end, fields=paths.fields)
     schema = contract(de, plan.fields, (window.start, window.end) if de.sync == "incremental" else None)
     gate = Gate(schema, {k: plan.conflicting_keys for k in unique_keys(schema)})
     frame_schema = plan.frame.collect_schema()
-    valid = store.partition_writer(clean_key(de).path, partition, frame_schema)
-    quarantined = store.partition_writer(quarantine_key(de), partition,
+    valid = store.partition_writer(paths.clean, partition, frame_schema)
+    quarantined = store.partition_writer(paths.quarantine, partition,
                                          pl.Schema({**frame_schema, REJECTION_REASONS: pl.String()}))
     try:
         summary = gate_batches(batches(plan.frame, batch_rows), gate, valid.write, quarantined.write)
@@ -194,7 +209,7 @@ def clean_and_gate(store: ParquetLake, de: DataExtensionConfig, partition: str,
         quarantined.commit()
     else:
         quarantined.abort()
-        store.delete(quarantine_key(de), partition)
+        store.delete(paths.quarantine, partition)
     return plan, summary, valid
 
 

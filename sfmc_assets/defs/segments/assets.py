@@ -14,10 +14,14 @@ import dagster as dg
 import polars as pl
 
 from sfmc_assets.defs.clean.assets import clean_key
+from sfmc_assets.defs.events.assets import clean_key as event_clean_key
 from sfmc_assets.defs.partitions import daily_partitions
 from sfmc_assets.defs.ranges import DayResult, report
 from sfmc_assets.lib import segment_checks
-from sfmc_assets.lib.config import ProjectConfig
+from sfmc_assets.lib.config import DataExtensionConfig, ProjectConfig, SegmentRules
+from sfmc_assets.lib.engagement import engagement_rows
+from sfmc_assets.lib.events import EventType, configured
+from sfmc_assets.lib.lake import ParquetLake
 from sfmc_assets.lib.segments import SEGMENTS, contact_features, memberships
 from sfmc_assets.resources import LakeResource, WarehouseResource
 
@@ -37,9 +41,11 @@ def build_segment_assets(config: ProjectConfig) -> list[dg.AssetsDefinition]:
     if rules is None:
         return []
     contacts = config.data_extension(rules.contacts)
-    engagement = config.data_extension(rules.engagement)
+    engagement = config.data_extension(rules.engagement) if rules.engagement_source != "events" else None
     activities = config.data_extension(rules.activities)
-    start = max(config.start_date_of(d) for d in (contacts, engagement, activities))
+    # Tracking events feed the engagement counts when `engagement_source` says so (lib/engagement.py).
+    events = configured(config) if rules.engagement_source != "data_extension" else []
+    start = max(config.start_date_of(d) for d in (contacts, engagement, activities) if d is not None)
     partitions_def = daily_partitions(start)
     contact_partitions = daily_partitions(config.start_date_of(contacts))
     common = {
@@ -54,14 +60,16 @@ def build_segment_assets(config: ProjectConfig) -> list[dg.AssetsDefinition]:
         key=FEATURES_KEY,
         deps=[
             dg.AssetDep(clean_key(contacts)),
-            dg.AssetDep(clean_key(engagement), partition_mapping=_window(rules.engagement_window_days)),
+            *[dg.AssetDep(key, partition_mapping=_window(rules.engagement_window_days))
+              for key in ([clean_key(engagement)] if engagement else []) + [event_clean_key(e) for e in events]],
             dg.AssetDep(clean_key(activities), partition_mapping=_window(rules.activity_window_days)),
         ],
         kinds={"duckdb", "polars", "table"},
         tags={"layer": "segments", "domain": "marketing"},
         description=(
             "One row per contact known at the end of the UTC day (its latest clean row up to that day), with "
-            f"engagement counts over {rules.engagement_window_days} days and activity counts over "
+            f"engagement counts over {rules.engagement_window_days} days (from {_SOURCES[rules.engagement_source]}) "
+            "and activity counts over "
             f"{rules.activity_window_days} days ending with the day, last engagement/activity times, and "
             "whether it is eligible for audiences (opted in, valid e-mail) or why not."
         ),
@@ -80,10 +88,10 @@ def build_segment_assets(config: ProjectConfig) -> list[dg.AssetsDefinition]:
                 name: store.scan_many(clean_key(de).path, keys)
                 for name, de, keys in (
                     ("contacts", contacts, contact_partitions.get_partition_keys(current_time=_end(day))),
-                    ("engagement", engagement, _days(day, rules.engagement_window_days)),
                     ("activities", activities, _days(day, rules.activity_window_days)),
                 )
             }
+            frames["engagement"] = _engagement(store, rules, engagement, events, day)
             if frames["contacts"] is None:
                 days.append(DayResult(partition, failure=f"no clean {contacts.name} partition up to {partition}: "
                                       f"materialise sfmc/clean/{contacts.name} first"))
@@ -150,6 +158,19 @@ def build_segment_assets(config: ProjectConfig) -> list[dg.AssetsDefinition]:
         yield from report(context, MEMBERSHIP_KEY, days)
 
     return [_features, _membership]
+
+
+_SOURCES = {"data_extension": "the engagement data extension", "events": "Marketing Cloud's tracking events",
+            "both": "tracking events, and the data extension's other actions"}
+
+
+def _engagement(store: ParquetLake, rules: SegmentRules, engagement: DataExtensionConfig | None,
+                events: list[EventType], day: dt.date) -> pl.LazyFrame:
+    """The engagement rows of the window ending with `day`, from the configured source."""
+    days = _days(day, rules.engagement_window_days)
+    de = store.scan_many(clean_key(engagement).path, days) if engagement is not None else None
+    tracked = {e.name: store.scan_many(event_clean_key(e).path, days) for e in events}
+    return engagement_rows(de, tracked, rules.engagement_source)
 
 
 def _end(day: dt.date) -> dt.datetime:

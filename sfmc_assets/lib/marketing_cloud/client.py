@@ -15,6 +15,7 @@ this module adds what is Marketing Cloud's own:
 import logging
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -45,6 +46,17 @@ TOKEN_REFRESH_MARGIN_S = 300.0
 DEFAULT_MAX_CONCURRENCY = 8
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SoapAccess:
+    """What a SOAP call needs from the token response: the token and the tenant's SOAP base URL.
+
+    Both come from one token response, so a SOAP reader never pairs a token with another tenant's host.
+    """
+
+    token: str = field(repr=False)
+    soap_base: str  # `soap_instance_url`, ending with `/` (the endpoint is `{soap_base}Service.asmx`)
 
 
 class MalformedBodyError(ValueError):
@@ -130,7 +142,7 @@ class MarketingCloudClient(ServiceClient):
             client_id=client_id, secret=client_secret, payload=grant, form_encoded=False,
             hint="check SFMC_CLIENT_ID, SFMC_CLIENT_SECRET, SFMC_ACCOUNT_ID and that the installed package "
                  "is enabled",
-            default_expires_in=1079, refresh_margin_s=TOKEN_REFRESH_MARGIN_S, extra_fields=("rest_instance_url",),
+            default_expires_in=1079, refresh_margin_s=TOKEN_REFRESH_MARGIN_S, extra_fields=("rest_instance_url", "soap_instance_url"),
         )
         store = None
         if token_cache is not None:
@@ -151,6 +163,18 @@ class MarketingCloudClient(ServiceClient):
         """The tenant's REST base URL (from the token response), ending with `/`."""
         rest = self.session.token().extra["rest_instance_url"]
         return rest if rest.endswith("/") else rest + "/"
+
+    def soap_access(self, *, stale: str | None = None) -> SoapAccess:
+        """The shared token and the SOAP base URL, for a SOAP reader using this client's token.
+
+        `stale` is a token the SOAP endpoint just refused (a `Token Expired` fault): it is renewed even if
+        the local clock says it is still fresh, once for every thread that met the same refusal.
+        """
+        token = self.session.tokens.get(stale=stale) if stale else self.session.token()
+        if not token.extra.get("soap_instance_url"):  # cached by a version that did not keep it: renew once
+            token = self.session.tokens.get(stale=token.value)
+        soap = token.extra["soap_instance_url"]
+        return SoapAccess(token.value, soap if soap.endswith("/") else soap + "/")
 
     # -- REST calls -----------------------------------------------------------------------------------
 

@@ -197,6 +197,29 @@ ORDERS_SCHEMA: dict[str, Any] = {
     ),
 }
 
+# Marketing Cloud's e-mail tracking events (sends, opens, clicks, bounces, unsubscribes), one dataset for all.
+_INT = {"type": "integer"}
+EMAIL_TRACKING_SCHEMA: dict[str, Any] = {
+    "$id": _schema_id("sfmc-email-tracking"),
+    "title": "SFMC Email Tracking",
+    "meta:class": EVENT_CLASS,
+    "meta:immutableTags": ["union"],
+    **_obj(
+        {
+            "_id": _S,
+            "timestamp": _DATETIME,
+            "eventType": _S,
+            "identityMap": {"type": "identityMap"},
+            TENANT_FIELD: _obj({"emailTracking": _obj({
+                "sendId": _INT, "eventType": _S, "batchId": _INT, "triggeredSendDefinitionObjectId": _S,
+                "listId": _INT, "url": _S, "urlId": _INT, "bounceCategory": _S, "bounceType": _S, "smtpCode": _S,
+                "smtpReason": _S, "isMasterUnsubscribed": {"type": "boolean"},
+            })}),
+        },
+        ["_id", "timestamp"],
+    ),
+}
+
 PROFILE_TAGS: dict[str, list[str]] = {"unifiedProfile": ["enabled:true"], "unifiedIdentity": ["enabled:true"]}
 
 
@@ -218,6 +241,7 @@ SEED_DATASETS: tuple[SeedDataset, ...] = (
     SeedDataset("engagement", "5ad0c0a1e0c7a5d000000002", "SFMC Campaign Engagement", ENGAGEMENT_SCHEMA),
     SeedDataset("activities", "5ad0c0a1e0c7a5d000000003", "SFMC Web Activities", ACTIVITIES_SCHEMA),
     SeedDataset("orders", "5ad0c0a1e0c7a5d000000004", "SFMC Orders", ORDERS_SCHEMA),
+    SeedDataset("email_tracking", "5ad0c0a1e0c7a5d000000005", "SFMC Email Tracking", EMAIL_TRACKING_SCHEMA),
 )
 
 

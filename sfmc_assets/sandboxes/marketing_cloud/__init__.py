@@ -3,8 +3,9 @@
 `MarketingCloudSandbox(state_dir).start()` serves, on loopback, the token endpoint, the data extension
 rowset and metadata routes and the upsert route with Marketing Cloud's wire formats, over a
 deterministic tenant of three data extensions (contacts, campaign engagement, web activities) stored
-in DuckDB. Fault knobs make it throttle, fail, drop connections, expire tokens, serve broken pages or
-change rows and columns under a reader. See `server.py` for routes and `tenant.py` for the data.
+in DuckDB, and the SOAP endpoint's `Retrieve` of the e-mail tracking objects (`tracking.py`). Fault knobs
+make it throttle, fail, drop connections, expire tokens, serve broken pages or change rows and columns
+under a reader. See `server.py` for routes and `tenant.py` for the data.
 """
 
 import datetime as dt
@@ -19,6 +20,7 @@ import polars as pl
 from .faults import Fault
 from .server import SandboxServer
 from .tenant import DEFAULT_ROWS, SERVER_OFFSET, DataExtension, Field, Tenant, _ident
+from .tracking import DEFAULT_SENDS_PER_DAY, Cursors, TrackingEvents
 
 __all__ = ["DEFAULT_ROWS", "Fault", "MarketingCloudSandbox"]
 
@@ -45,6 +47,7 @@ class MarketingCloudSandbox:
         token_ttl_seconds: float = 1200.0,
         token_limit: int | None = None,
         token_window_s: float = 1200.0,
+        sends_per_day: int = DEFAULT_SENDS_PER_DAY,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -60,6 +63,9 @@ class MarketingCloudSandbox:
         self.token_window_s = token_window_s
         self.tenant = Tenant(self.state_dir / "tenant.duckdb", seed=seed, start=self.data_start, end=self.data_end,
                              rows={**DEFAULT_ROWS, **(rows or {})})
+        #: E-mail tracking events, served by `POST /Service.asmx` (`tracking.py`, `soap.py`).
+        self.tracking = TrackingEvents(self.tenant, sends_per_day=sends_per_day)
+        self.soap_cursors = Cursors(self.tracking)
         self._server = SandboxServer((host, port), self)
         self._thread: threading.Thread | None = None
 
