@@ -46,7 +46,12 @@ def field_specs(draw: st.DrawFn) -> list[FieldSpec]:
         specs.append(FieldSpec(name=name, type=type_, length=length, scale=scale,
                                is_nullable=draw(st.booleans())))
     n_keys = draw(st.integers(min_value=0, max_value=min(3, len(specs))))
-    keyed = [s for s in specs if s.type in ("Text", "Number")][:n_keys]
+    keyable = [s for s in specs if s.type in ("Text", "Number")]
+    if not keyable:  # every data extension may have a key; `sync: full` needs one
+        keyable = [FieldSpec(name="Row Key", type="Text", length=36)]
+        specs.append(keyable[0])
+        n_keys = max(n_keys, 1)
+    keyed = keyable[:n_keys]
     return [s.model_copy(update={"is_primary_key": True, "is_nullable": False}) if s in keyed else s for s in specs]
 
 
@@ -91,6 +96,10 @@ def data_extensions(draw: st.DrawFn) -> tuple[DataExtensionConfig, Window | None
         day = draw(st.dates(min_value=dt.date(1800, 1, 2), max_value=dt.date(9990, 1, 1)))
         de = DataExtensionConfig(name="any_de", external_key="Any", delta_column=delta.name, fields=tuple(fields))
         return de, Window.day(day.isoformat())
+    if not any(f.is_primary_key for f in fields):  # a full snapshot needs a key: mark the first keyable field
+        first = next(f for f in fields if f.type in ("Text", "Number"))
+        fields = [f.model_copy(update={"is_primary_key": True, "is_nullable": False}) if f is first else f
+                  for f in fields]
     return DataExtensionConfig(name="any_de", external_key="Any", sync="full", fields=tuple(fields)), None
 
 
@@ -126,9 +135,10 @@ def test_every_legal_row_passes_the_derived_contract(data: st.DataObject) -> Non
 
 def test_the_widest_decimal_marketing_cloud_allows_passes() -> None:
     """Regression: Decimal(29,0)'s largest value has 29 digits, more than Python's default context."""
+    key = FieldSpec(name="Id", type="Text", length=10, is_primary_key=True, is_nullable=False)
     spec = FieldSpec(name="Big", type="Decimal", length=29, scale=0, is_nullable=False)
-    de = DataExtensionConfig(name="any_de", external_key="Any", sync="full", fields=(spec,))
-    strings = pl.DataFrame({"Big": ["9" * 29, "-" + "9" * 29, "0"]})
+    de = DataExtensionConfig(name="any_de", external_key="Any", sync="full", fields=(key, spec))
+    strings = pl.DataFrame({"Id": ["a", "b", "c"], "Big": ["9" * 29, "-" + "9" * 29, "0"]})
     typed = typed_frame(strings, de.fields, OFFSET_HOURS)
     assert typed[PARSE_ERRORS].null_count() == 3
     plan = plan_clean(typed, de, dt.datetime(2026, 11, 30, tzinfo=dt.timezone.utc), de.fields)
