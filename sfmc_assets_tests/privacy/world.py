@@ -162,3 +162,21 @@ def scan_experience_platform(aep: ExperiencePlatformSandbox, needles: list[str])
     """The live records of every dataset, as served."""
     return {ds: found for ds in aep.discovery()["datasets"].values()
             if (found := _found(json.dumps(aep.live_records(ds)), needles))}
+
+
+def variant(config: ProjectConfig, changes: dict[str, dict]) -> ProjectConfig:
+    """The configuration with some data extensions' entries changed (nested blocks merged, `None` removes)."""
+    raw = config.model_dump(mode="json")
+
+    def merge(target: dict, update: dict) -> None:
+        for key, value in update.items():
+            if value is None:
+                target.pop(key, None)
+            elif isinstance(value, dict) and isinstance(target.get(key), dict):
+                merge(target[key], value)
+            else:
+                target[key] = value
+
+    for entry in raw["data_extensions"]:
+        merge(entry, changes.get(entry["name"], {}))
+    return ProjectConfig.model_validate(raw)
