@@ -88,7 +88,9 @@ class PrivacyConfig(_Strict):
         default_factory=dict, description="Clean column -> `sha256`: published as the SHA-256 of the trimmed, "
         "lower-cased value (Adobe's rule for hashed identities).",
     )
-    hash_in_lake: bool = Field(default=False, description="Hash those columns before the lake too (raw onwards).")
+    hash_in_lake: tuple[str, ...] = Field(
+        default=(), description="Columns of `hash` hashed before the lake too (raw onwards): never stored in clear.",
+    )
     keep_unmapped: bool = Field(
         default=True, description="false: columns nothing maps (key, delta, roles, renames, rules, XDM mapping, "
         "privacy) are not read from Marketing Cloud at all.",
@@ -96,8 +98,9 @@ class PrivacyConfig(_Strict):
 
     @model_validator(mode="after")
     def _hash_to_hash(self) -> "PrivacyConfig":
-        if self.hash_in_lake and not self.hash:
-            raise ValueError("privacy.hash_in_lake needs columns under privacy.hash")
+        extra = sorted(set(self.hash_in_lake) - set(self.hash))
+        if extra:
+            raise ValueError(f"privacy.hash_in_lake names {extra}, which privacy.hash does not hash")
         return self
 
 
@@ -240,7 +243,7 @@ class DataExtensionConfig(_Strict):
             needed.add(self.clean_name(self.privacy.contact_key))
         if self.delta_column:
             needed.add(self.clean_name(self.delta_column))
-        clash = sorted(set(self.privacy.hash) & needed)
+        clash = sorted(set(self.privacy.hash_in_lake) & needed)
         if clash:
             raise ValueError(f"{self.name}: {clash} cannot be hashed in the lake (keys, the contact key and the "
                              "segments' e-mail are matched or checked in clear); hash them for publishing only")

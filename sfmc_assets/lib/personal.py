@@ -87,11 +87,9 @@ def hash_columns(frame: pl.DataFrame, columns: Iterable[str]) -> pl.DataFrame:
 
 
 def for_publishing(frame: pl.DataFrame, de: DataExtensionConfig) -> pl.DataFrame:
-    """The clean rows as they may leave for Experience Platform: `privacy.hash` columns hashed (once: in
-    the lake they already are when `hash_in_lake`)."""
-    if not de.privacy.hash or de.privacy.hash_in_lake:
-        return frame
-    return hash_columns(frame, de.privacy.hash)
+    """The clean rows as they may leave for Experience Platform: `privacy.hash` columns hashed (once: the
+    `hash_in_lake` ones already are)."""
+    return hash_columns(frame, [c for c in de.privacy.hash if c not in de.privacy.hash_in_lake])
 
 
 # -- minimisation and hashing before the lake -------------------------------------------------------
@@ -114,7 +112,7 @@ def lake_fields(de: DataExtensionConfig, fields: Sequence[FieldSpec]) -> tuple[F
     if not de.privacy.keep_unmapped:
         mapped = _mapped_sources(de, fields)
         fields = [f for f in fields if f.name.lower() in mapped]
-    hashed = set(de.privacy.hash) if de.privacy.hash_in_lake else set()
+    hashed = set(de.privacy.hash_in_lake)
     return tuple(
         f.model_copy(update={"type": "Text", "length": SHA256_HEX_LENGTH, "scale": None})
         if de.clean_name(f.name) in hashed else f
@@ -124,9 +122,7 @@ def lake_fields(de: DataExtensionConfig, fields: Sequence[FieldSpec]) -> tuple[F
 
 def lake_hashed_sources(de: DataExtensionConfig, fields: Sequence[FieldSpec]) -> list[str]:
     """Source columns hashed before the lake."""
-    if not de.privacy.hash_in_lake:
-        return []
-    return [f.name for f in fields if de.clean_name(f.name) in de.privacy.hash]
+    return [f.name for f in fields if de.clean_name(f.name) in de.privacy.hash_in_lake]
 
 
 def person_columns(de: DataExtensionConfig, fields: Sequence[FieldSpec]) -> list[str]:
