@@ -238,7 +238,7 @@ class DataExtensionConfig(_Strict):
 
     def _check_lake_hash(self) -> None:
         """Columns the pipeline matches or checks in clear cannot be hashed before the lake."""
-        needed = {"contact_key", "email"} | {self.clean_name(c) for c in self.primary_key}
+        needed = {"contact_key", "email"} | {self.clean_name(c) for c in self.key_columns(self.fields or ())}
         if self.privacy.contact_key:
             needed.add(self.clean_name(self.privacy.contact_key))
         if self.delta_column:
