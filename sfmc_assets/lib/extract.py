@@ -211,13 +211,9 @@ def extract_window(
     except SchemaDriftError as exc:
         raise exc.with_context(data_extension=de.external_key) from None
     policy = policy or LakePolicy(de, None)
-    stored = policy.fields(checked.fields)
-    kept = {f.name for f in stored}
-    fields = tuple(f for f in checked.fields if f.name in kept)  # read as served, stored as `stored`
+    fields, stored, select = _columns(checked, policy)
     flt = read_filter(de, window, utc_offset)
     order = ",".join(f"{c} asc" for c in (de.key_columns(fields) or [f.name for f in fields]))
-    # `on_schema_change: ignore` or `keep_unmapped: false`: ask only for the columns kept (`$fields`).
-    select = [f.name for f in fields] if checked.ignored or len(fields) < len(checked.fields) else None
     last_error: InconsistentReadError | None = None
     for attempt in range(1, consistency_attempts + 1):
         reader = RowsetReader(client, de.external_key, fields, filter=flt, order_by=order, select=select,
@@ -244,6 +240,18 @@ def extract_window(
         f"no consistent read after {consistency_attempts} attempts: {last_error.reason}",
         data_extension=de.external_key, request=f"rowset $filter={flt}" if flt else "rowset (all rows)",
     )
+
+
+def _columns(checked: FieldCheck, policy: LakePolicy) -> tuple[tuple[FieldSpec, ...], tuple[FieldSpec, ...],
+                                                                list[str] | None]:
+    """(fields read, as served; fields stored; the `$fields` to ask for, None for all).
+
+    With `on_schema_change: ignore` or `keep_unmapped: false`, only the kept columns are asked for."""
+    stored = policy.fields(checked.fields)
+    kept = {f.name for f in stored}
+    fields = tuple(f for f in checked.fields if f.name in kept)
+    select = [f.name for f in fields] if checked.ignored or len(fields) < len(checked.fields) else None
+    return fields, stored, select
 
 
 def _copy_pages(reader: RowsetReader, writer: PartitionWriter,

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sfmc_assets.lib.config import DataExtensionConfig
@@ -124,7 +125,7 @@ def staged_files(store: ParquetLake, matcher: Matcher) -> tuple[list[str], list[
         try:
             with path.open("rb") as f:
                 table = pq.read_table(f)
-        except Exception:  # a file still being written is not a readable Parquet file yet
+        except (OSError, pa.ArrowException):  # a file still being written is not a readable Parquet file yet
             continue
         frame = pl.from_arrow(table)
         assert isinstance(frame, pl.DataFrame)

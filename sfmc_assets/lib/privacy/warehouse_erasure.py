@@ -109,7 +109,8 @@ def erase_postgres(wh: PostgresWarehouse, matcher: Matcher, *, compact: bool) ->
         tables = _postgres_tables(cur)
         erased = _erase_rows(cur, tables, matcher, "%s")
     touched = {t for t, _ in erased} if not compact else set(tables)
-    # VACUUM cannot run inside a transaction: a connection of its own, in autocommit.
+    # VACUUM cannot run inside a transaction, and `wh.connect()` always opens one (psycopg2 >= 2.9 starts a
+    # transaction on `with connection`): a connection of its own, in autocommit, with the same DSN.
     with closing(psycopg2.connect(wh._dsn)) as con:
         con.autocommit = True
         with con.cursor() as cur:
