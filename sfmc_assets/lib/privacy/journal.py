@@ -49,7 +49,7 @@ class ErasureJournal:
                    "key_fingerprint": hasher.fingerprint, "keys": digests, "needles": digests,
                    "status": STATUS_RUNNING, "attempts": 0, "steps": {}, "rows_erased": {}}
         doc["attempts"] = doc.get("attempts", 0) + 1
-        doc["status"] = STATUS_RUNNING if doc["status"] != STATUS_DONE else STATUS_DONE
+        doc["status"] = STATUS_RUNNING  # until this attempt verifies every store again
         journal = cls(store, doc)
         journal.save()
         return journal

@@ -63,17 +63,22 @@ def known_fields(store: ParquetLake, de: DataExtensionConfig) -> tuple[FieldSpec
     return ()
 
 
-def partitions(store: ParquetLake, de: DataExtensionConfig) -> Iterator[Location]:
-    for layer, _ in LAYERS:
+#: Every layer folder, in the order they are searched.
+ALL_LAYERS = tuple(layer for layer, _ in LAYERS)
+
+
+def partitions(store: ParquetLake, de: DataExtensionConfig,
+               layers: tuple[str, ...] = ALL_LAYERS) -> Iterator[Location]:
+    for layer in layers:
         for partition in store.partitions(["sfmc", layer, de.name]):
             yield Location(de.name, layer, partition)
 
 
 def find(store: ParquetLake, de: DataExtensionConfig, matcher: Matcher,
-         columns: list[str] | None = None) -> Iterator[tuple[Location, dict[str, list[str]]]]:
-    """The partitions holding the request's values, with the matching values per column."""
-    wanted = columns if columns is not None else person_columns(de, known_fields(store, de))
-    for loc in partitions(store, de):
+         layers: tuple[str, ...] = ALL_LAYERS) -> Iterator[tuple[Location, dict[str, list[str]]]]:
+    """The partitions (of `layers`) holding the request's values, with the matching values per column."""
+    wanted = person_columns(de, known_fields(store, de))
+    for loc in partitions(store, de, layers):
         scan = store.scan(loc.key_path, loc.partition)
         names = scan.collect_schema().names()
         hits = matcher.in_frame(scan, [c for c in wanted if c in names])
@@ -100,7 +105,7 @@ def rewrite_without(store: ParquetLake, loc: Location, hits: dict[str, list[str]
 def rows_of(store: ParquetLake, de: DataExtensionConfig, matcher: Matcher, layer: str) -> pl.DataFrame | None:
     """Every row of one layer that belongs to the request (for collecting e-mails and identities)."""
     frames = [store.scan(loc.key_path, loc.partition).filter(drop_expr(hits))
-              for loc, hits in find(store, de, matcher) if loc.layer == layer]
+              for loc, hits in find(store, de, matcher, (layer,))]
     return pl.concat(frames, how="diagonal_relaxed").collect() if frames else None
 
 
