@@ -3,6 +3,7 @@ the warehouse erasure on both backends, and the Experience Platform sandbox's Pr
 
 import datetime as dt
 import json
+import logging
 from pathlib import Path
 
 import polars as pl
@@ -14,7 +15,7 @@ from sfmc_assets.lib.config import ProjectConfig
 from sfmc_assets.lib.experience_platform import ExperiencePlatformClient, ExperiencePlatformError
 from sfmc_assets.lib.experience_platform import privacy as privacy_service
 from sfmc_assets.lib.lake import ParquetLake
-from sfmc_assets.lib.privacy import retention, warehouse_erasure
+from sfmc_assets.lib.privacy import erasure, retention, warehouse_erasure
 from sfmc_assets.lib.privacy.journal import ErasureJournal, request_id
 from sfmc_assets.lib.privacy.keys import KEY_ENV, PrivacyKeyError, load_hasher
 from sfmc_assets.lib.privacy.matching import Matcher
@@ -198,3 +199,19 @@ def test_access_jobs_read_delete_jobs_delete_and_jobs_are_listed(aep: Experience
     url = f"{aep.url}/data/core/privacy/jobs/{found[0].job_id}"
     assert requests.get(url, timeout=5).status_code == 403  # behind the gateway like every Platform route
     assert json.loads((aep.state_dir / "privacy_jobs.json").read_text())  # persisted with the catalog
+
+
+def test_state_other_code_derives_in_the_lake_is_erased_too(tmp_path: Path, config: ProjectConfig) -> None:
+    """A file outside the data extensions' layers (e.g. the segment tables' current contacts) with a
+    `contact_key` or `email` column loses the contact's rows as well."""
+    lake = ParquetLake(str(tmp_path / "lake"))
+    state = pl.DataFrame({"contact_key": ["K1", "K2", "K3"], "email": ["a@x.net", "b@x.net", "K2@x.net"],
+                          "stage": ["new", "loyal", "new"]})
+    lake.write(state, ["segments", "current_contacts"], "2026-10-07")
+    targets = erasure.Targets(config, lake, None, None, logging.getLogger(__name__))
+    summary = erasure.erase(["k2"], targets).journal.summary()
+    assert summary["status"] == "done"
+    assert summary["rows_erased"] == {"lake:segments/current_contacts": 1}
+    assert summary["experience_platform"]["status"] == "skipped"
+    left = lake.read(["segments", "current_contacts"], "2026-10-07")
+    assert left["contact_key"].to_list() == ["K1", "K3"]  # K3's e-mail merely starts with the key: kept

@@ -222,27 +222,43 @@ def refresh_privacy_jobs(client: ExperiencePlatformClient, journal: ErasureJourn
 def _erase_lake(targets: Targets, matcher: Matcher, journal: ErasureJournal, touched: Touched) -> int:
     """Rewrite every partition holding the contacts' rows; returns the partitions rewritten now."""
     store = targets.lake
-    rewritten = 0
     seen: set[str] = set()
     for de in targets.config.data_extensions:
         if not person_columns(de, lake_erasure.known_fields(store, de)):
             continue
         for loc, hits in list(lake_erasure.find(store, de, matcher)):
-            where = str(loc)
-            seen.add(where)
-            journal.partition_pending(where, lake_erasure.count(store, loc, hits))
-            rows = lake_erasure.rewrite_without(store, loc, hits)
-            journal.partition_done(where, rows)
+            rows = _rewrite(store, journal, loc, hits, seen)
             _record(journal, touched, f"lake:{'/'.join(loc.key_path)}", "/".join(loc.asset_path), loc.partition, rows)
-            rewritten += 1
-    for where, state in journal.step("lake").get("partitions", {}).items():
-        if state["state"] == "pending" and where not in seen:  # killed after the rewrite landed
-            journal.partition_done(where, state["rows"])
-            _, layer, de_name, partition = where.split("/")
-            asset = f"sfmc/{dict(lake_erasure.LAYERS)[layer]}/{de_name}"
-            _record(journal, touched, f"lake:sfmc/{layer}/{de_name}", asset, partition, state["rows"])
+    for derived, hits in list(lake_erasure.derived_files(store, matcher)):  # state derived by other code
+        journal.count(f"lake:{'/'.join(derived.key_path)}", _rewrite(store, journal, derived, hits, seen))
+    _finish_pending(journal, touched, seen)
     journal.finish_step("lake")
-    return rewritten
+    return len(seen)
+
+
+def _rewrite(store: ParquetLake, journal: ErasureJournal, loc: lake_erasure.PartitionFile,
+             hits: dict[str, list[str]], seen: set[str]) -> int:
+    """One partition without the request's rows, journalled before (pending) and after (done)."""
+    where = str(loc)
+    seen.add(where)
+    journal.partition_pending(where, lake_erasure.count(store, loc, hits))
+    rows = lake_erasure.rewrite_without(store, loc, hits)
+    journal.partition_done(where, rows)
+    return rows
+
+
+def _finish_pending(journal: ErasureJournal, touched: Touched, seen: set[str]) -> None:
+    """Partitions a killed attempt left `pending` that hold no match now: the rewrite landed; count it."""
+    for where, state in list(journal.step("lake").get("partitions", {}).items()):
+        if state["state"] != "pending" or where in seen:
+            continue
+        journal.partition_done(where, state["rows"])
+        *folder, partition = where.split("/")
+        if folder[0] == "sfmc":
+            asset = f"sfmc/{dict(lake_erasure.LAYERS)[folder[1]]}/{folder[2]}"
+            _record(journal, touched, f"lake:{'/'.join(folder)}", asset, partition, state["rows"])
+        else:
+            journal.count(f"lake:{'/'.join(folder)}", state["rows"])
 
 
 def _record(journal: ErasureJournal, touched: Touched, where: str, asset: str, partition: str | None,
@@ -275,6 +291,7 @@ def _verify(targets: Targets, matcher: Matcher, journal: ErasureJournal) -> None
             problems += [f"{where}: the contact's values are in a data extension without a contact key or e-mail "
                          f"column; set privacy.contact_key for {de.name}"
                          for where in lake_erasure.unkeyed_hits(store, de, matcher)]
+    problems += [f"rows remain in {loc}" for loc, _ in lake_erasure.derived_files(store, matcher)]
     deleted, in_flight = lake_erasure.staged_files(store, matcher)
     problems += [f"a write in progress ({name}) holds the contact's rows: run the erasure again once it ends"
                  for name in in_flight]

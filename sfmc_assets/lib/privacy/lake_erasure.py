@@ -13,6 +13,7 @@ import datetime as dt
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import polars as pl
 import pyarrow as pa
@@ -24,12 +25,38 @@ from sfmc_assets.lib.lake import STAGING_DIR, ParquetLake
 from sfmc_assets.lib.marketing_cloud.fields import FieldSpec
 from sfmc_assets.lib.personal import person_columns
 from sfmc_assets.lib.privacy.matching import Matcher, drop_expr
+from sfmc_assets.lib.privacy.store import PRIVACY_DIR
 
 #: Lake folders of a data extension, and the asset each belongs to (for the UI's record of an erasure).
 LAYERS = (("raw", "raw"), ("clean", "clean"), ("quarantine", "clean"), ("deletes", "deletes"))
 #: A staged file older than this is an orphan of a killed write (a write commits within its step).
 STAGING_GRACE = dt.timedelta(hours=6)
 _ROWS_PER_BATCH = 250_000
+
+
+class PartitionFile(Protocol):
+    """A Parquet file of the lake, addressed as `ParquetLake` addresses partitions."""
+
+    @property
+    def key_path(self) -> list[str]: ...
+
+    @property
+    def partition(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class DerivedFile:
+    """A Parquet file outside the data extensions' layers (state other code derives: `segments/...`)."""
+
+    folder: tuple[str, ...]
+    partition: str
+
+    @property
+    def key_path(self) -> list[str]:
+        return list(self.folder)
+
+    def __str__(self) -> str:
+        return "/".join([*self.folder, self.partition])
 
 
 @dataclass(frozen=True)
@@ -86,11 +113,11 @@ def find(store: ParquetLake, de: DataExtensionConfig, matcher: Matcher,
             yield loc, hits
 
 
-def count(store: ParquetLake, loc: Location, hits: dict[str, list[str]]) -> int:
+def count(store: ParquetLake, loc: PartitionFile, hits: dict[str, list[str]]) -> int:
     return store.scan(loc.key_path, loc.partition).filter(drop_expr(hits)).select(pl.len()).collect().item()
 
 
-def rewrite_without(store: ParquetLake, loc: Location, hits: dict[str, list[str]]) -> int:
+def rewrite_without(store: ParquetLake, loc: PartitionFile, hits: dict[str, list[str]]) -> int:
     """Replace the partition by itself minus the matching rows (atomically); returns the rows removed."""
     metadata = store.file_metadata(loc.key_path, loc.partition)
     scan = store.scan(loc.key_path, loc.partition)
@@ -107,6 +134,26 @@ def rows_of(store: ParquetLake, de: DataExtensionConfig, matcher: Matcher, layer
     frames = [store.scan(loc.key_path, loc.partition).filter(drop_expr(hits))
               for loc, hits in find(store, de, matcher, (layer,))]
     return pl.concat(frames, how="diagonal_relaxed").collect() if frames else None
+
+
+#: Columns that name a person in derived files (the segment tables' names for them).
+DERIVED_PERSON_COLUMNS = ("contact_key", "email")
+
+
+def derived_files(store: ParquetLake, matcher: Matcher) -> Iterator[tuple[DerivedFile, dict[str, list[str]]]]:
+    """Parquet files outside `sfmc/`, `_staging/` and `_privacy/` (state derived from the clean layer)
+    whose `contact_key` or `email` column holds the request's values."""
+    base = str(store.base).rstrip("/")
+    for path in sorted(store.base.rglob("*.parquet"), key=str):
+        parts = str(path)[len(base) + 1:].split("/")
+        if parts[0] in ("sfmc", STAGING_DIR, PRIVACY_DIR) or path.name.startswith("."):
+            continue
+        loc = DerivedFile(tuple(parts[:-1]), parts[-1][: -len(".parquet")])
+        scan = store.scan(loc.key_path, loc.partition)
+        names = scan.collect_schema().names()
+        hits = matcher.in_frame(scan, [c for c in DERIVED_PERSON_COLUMNS if c in names])
+        if hits:
+            yield loc, hits
 
 
 def unkeyed_hits(store: ParquetLake, de: DataExtensionConfig, matcher: Matcher) -> list[str]:
