@@ -2,6 +2,8 @@
 the warehouse erasure on both backends, and the Experience Platform sandbox's Privacy Service over HTTP."""
 
 import datetime as dt
+import hashlib
+import hmac
 import json
 import logging
 from pathlib import Path
@@ -17,7 +19,7 @@ from sfmc_assets.lib.experience_platform import privacy as privacy_service
 from sfmc_assets.lib.lake import ParquetLake
 from sfmc_assets.lib.privacy import erasure, retention, warehouse_erasure
 from sfmc_assets.lib.privacy.journal import ErasureJournal, request_id
-from sfmc_assets.lib.privacy.keys import KEY_ENV, PrivacyKeyError, load_hasher
+from sfmc_assets.lib.privacy.keys import KEY_ENV, KeyedHasher, PrivacyKeyError, load_hasher
 from sfmc_assets.lib.privacy.matching import Matcher
 from sfmc_assets.lib.privacy.store import PrivacyStore
 from sfmc_assets.lib.privacy.suppression import Suppression, rebuild
@@ -215,3 +217,11 @@ def test_state_other_code_derives_in_the_lake_is_erased_too(tmp_path: Path, conf
     assert summary["experience_platform"]["status"] == "skipped"
     left = lake.read(["segments", "current_contacts"], "2026-10-07")
     assert left["contact_key"].to_list() == ["K1", "K3"]  # K3's e-mail merely starts with the key: kept
+
+
+@pytest.mark.parametrize("secret", [b"s" * 16, b"k" * 64, b"a much longer secret than one SHA-256 block of 64 bytes" * 2])
+def test_the_keyed_hash_is_hmac_sha256_of_the_normalised_value(secret: bytes) -> None:
+    hasher = KeyedHasher(secret)
+    assert hasher.digest("  CUST-0000042 ") == hmac.new(secret, b"cust-0000042", hashlib.sha256).hexdigest()
+    assert hasher.matching(["CUST-0000042", " cust-0000042", "CUST-00000420", None],
+                           {hasher.digest("cust-0000042")}) == ["CUST-0000042", " cust-0000042"]

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from sfmc_assets.lib.privacy.keys import KeyedHasher, normalise
+from sfmc_assets.lib.privacy.keys import KeyedHasher, normalise_all
 
 
 @dataclass
@@ -23,7 +23,8 @@ class Matcher:
 
     def add_clear(self, values: Iterable[object]) -> set[str]:
         """Remember clear values (normalised); returns their digests."""
-        found = {normalise(v) for v in values if v is not None and normalise(v)}
+        found = {v for v in normalise_all(pl.Series([str(v) for v in values if v is not None], dtype=pl.String))
+                 .to_list() if v}
         self.clear |= found
         digests = {self.hasher.digest(v) for v in found}
         self.digests |= digests
@@ -35,11 +36,11 @@ class Matcher:
 
     def matching(self, values: Iterable[object]) -> list[str]:
         """The distinct values (as written) that belong to the request."""
-        distinct = [str(v) for v in dict.fromkeys(values) if v is not None]
-        hits = [v for v in distinct if normalise(v) in self.clear]
+        distinct = pl.Series([str(v) for v in values if v is not None], dtype=pl.String).unique(maintain_order=True)
+        known = normalise_all(distinct).is_in(sorted(self.clear))
+        hits = distinct.filter(known).to_list()
         if self._unresolved:
-            rest = [v for v in distinct if normalise(v) not in self.clear]
-            hits += self.hasher.matching(rest, self.digests)
+            hits += self.hasher.matching(distinct.filter(~known).to_list(), self.digests)
         return hits
 
     def in_frame(self, frame: pl.LazyFrame, columns: list[str]) -> dict[str, list[str]]:
