@@ -170,7 +170,8 @@ def _experience_platform(targets: Targets, journal: ErasureJournal, identities: 
     """Submit the Privacy Service deletion once (adopting jobs a killed attempt created); the client."""
     step = journal.step("experience_platform")
     if not any(de.aep for de in targets.config.data_extensions) or targets.experience_platform is None:
-        step.update(status="skipped", reason="no data extension is published to Experience Platform")
+        step.update(status="skipped", reason="no data extension is published to Experience Platform"
+                    if targets.experience_platform else "no Experience Platform connection was given")
         journal.save()
         return None
     client = targets.experience_platform()
