@@ -114,6 +114,8 @@ def test_the_audit_record_holds_no_personal_value(erased: dict) -> None:
     assert not any(n.lower() in record.lower() for n in erased["needles"])
     doc = json.loads(record)
     assert doc["status"] == "done" and len(doc["keys"]) == 1 and len(doc["keys"][0]) == 64  # a keyed hash
+    assert doc["stores_touched"] == ["experience_platform", "lake", "warehouse"]
+    assert doc["rows_erased"] == erased["summary"]["rows_erased"]
     assert doc["requested_at"] <= doc["finished_at"]
     # The Dagster UI shows which partitions lost rows, by request id and count only.
     with world.instance() as instance:

@@ -100,8 +100,14 @@ class ErasureJournal:
             totals[store_name] = totals.get(store_name, 0) + rows
 
     def close(self, status: str, **facts: Any) -> None:
-        self.doc.update(status=status, finished_at=_now(), **facts)
+        self.doc.update(status=status, finished_at=_now(), stores_touched=self.stores_touched(), **facts)
         self.save()
+
+    def stores_touched(self) -> list[str]:
+        """`lake`, `warehouse`, `experience_platform`: where rows were erased or a deletion was submitted."""
+        aep = self.doc["steps"].get("experience_platform", {})
+        return sorted({k.split(":", 1)[0] for k in self.doc["rows_erased"]}
+                      | ({"experience_platform"} if aep.get("jobs") else set()))
 
     def save(self) -> None:
         self.doc["updated_at"] = _now()
@@ -114,8 +120,7 @@ class ErasureJournal:
             "request_id": self.id, "status": self.doc["status"], "requested_at": self.doc["requested_at"],
             "finished_at": self.doc.get("finished_at"), "contacts": len(self.doc["keys"]),
             "rows_erased": dict(sorted(self.doc["rows_erased"].items())),
-            "stores_touched": sorted({k.split(":", 1)[0] for k in self.doc["rows_erased"]}
-                                     | ({"experience_platform"} if aep.get("jobs") else set())),
+            "stores_touched": self.stores_touched(),
             "experience_platform": {k: aep[k] for k in ("status", "jobs") if k in aep},
             "problems": self.doc.get("problems", []),
         }
