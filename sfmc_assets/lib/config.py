@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sfmc_assets.lib.canonical import KINDS, LIFECYCLE_STAGES, Kind
 from sfmc_assets.lib.experience_platform.xdm import XdmMapping
 from sfmc_assets.lib.marketing_cloud.fields import FieldSpec, parse_compact, snake_case
+from sfmc_assets.lib.privacy.config import PrivacyConfig, check_privacy, check_project_privacy
 from sfmc_assets.lib.settings import config_path
 
 __all__ = ["ColumnRules", "DataExtensionConfig", "FieldSpec", "PrivacyConfig", "ProjectConfig", "SegmentRules",
@@ -59,49 +60,6 @@ class ColumnRules(_Strict):
             except re.error as exc:
                 raise ValueError(f"regex {v!r} does not compile: {exc}") from None
         return v
-
-
-#: Identity namespaces that hold a value in clear: a hashed column published under one is a mistake.
-_CLEAR_NAMESPACES = frozenset({"email", "phone", "phone_e.164"})
-
-
-class PrivacyConfig(_Strict):
-    """Personal data of one data extension: whose rows they are, how long raw copies live, what leaves hashed.
-
-    Everything here is optional; docs/personal-data.md says what each key does and why.
-    """
-
-    contact_key: str | None = Field(
-        default=None, description="Source column naming the person a row belongs to (erasure and suppression "
-        "match it); default: the column mapped to the `contact_key` role.",
-    )
-    personal: tuple[str, ...] = Field(
-        default=(), description="More source columns holding personal data (masked like e-mails and phones).",
-    )
-    retention_days: int | None = Field(
-        default=None, ge=1, description="Raw and quarantine partitions older than this many days are deleted.",
-    )
-    clean_retention_days: int | None = Field(
-        default=None, ge=1, description="Clean partitions older than this many days are deleted (default: kept).",
-    )
-    hash: dict[str, Literal["sha256"]] = Field(
-        default_factory=dict, description="Clean column -> `sha256`: published as the SHA-256 of the trimmed, "
-        "lower-cased value (Adobe's rule for hashed identities).",
-    )
-    hash_in_lake: tuple[str, ...] = Field(
-        default=(), description="Columns of `hash` hashed before the lake too (raw onwards): never stored in clear.",
-    )
-    keep_unmapped: bool = Field(
-        default=True, description="false: columns nothing maps (key, delta, roles, renames, rules, XDM mapping, "
-        "privacy) are not read from Marketing Cloud at all.",
-    )
-
-    @model_validator(mode="after")
-    def _hash_to_hash(self) -> "PrivacyConfig":
-        extra = sorted(set(self.hash_in_lake) - set(self.hash))
-        if extra:
-            raise ValueError(f"privacy.hash_in_lake names {extra}, which privacy.hash does not hash")
-        return self
 
 
 class DataExtensionConfig(_Strict):
@@ -204,49 +162,9 @@ class DataExtensionConfig(_Strict):
             raise ValueError(f"{self.name}: `columns`/`values` map roles of a `kind`; set `kind` or use `rename`")
         if self.fields is not None:
             self._check_declared_fields()
-        self._check_privacy()
+        check_privacy(self)  # lib/privacy/config.py
         self._default_record_ids()
         return self
-
-    def _check_privacy(self) -> None:
-        """Hashed columns must be text that nothing downstream needs in clear (docs/personal-data.md)."""
-        privacy = self.privacy
-        if not privacy.keep_unmapped and self.on_schema_change == "add_columns":
-            raise ValueError(f"{self.name}: privacy.keep_unmapped: false drops the columns on_schema_change: "
-                             "add_columns would read; choose one")
-        if self.fields is not None:
-            declared = {f.name.lower() for f in self.fields}
-            named = [*([privacy.contact_key] if privacy.contact_key else []), *privacy.personal]
-            absent = sorted(c for c in named if c.lower() not in declared)
-            if absent:
-                raise ValueError(f"{self.name}: privacy names column(s) {absent}, which are not among `fields`")
-            by_clean = {self.clean_name(f.name): f for f in self.fields}
-            unknown = sorted(set(privacy.hash) - set(by_clean))
-            if unknown:
-                raise ValueError(f"{self.name}: privacy.hash names {unknown}, which are not clean columns")
-            not_text = sorted(c for c in privacy.hash if by_clean[c].type not in ("Text", "EmailAddress", "Phone"))
-            if not_text:
-                raise ValueError(f"{self.name}: privacy.hash columns {not_text} are not text; only text is hashed")
-        if privacy.hash_in_lake:
-            self._check_lake_hash()
-        if self.aep is not None:
-            clear = sorted(ns for ns, spec in self.aep.identities.items()
-                           if spec.column in privacy.hash and ns.lower() in _CLEAR_NAMESPACES)
-            if clear:
-                raise ValueError(f"{self.name}: hashed column(s) are published under the clear namespace(s) {clear}; "
-                                 "use Email_LC_SHA256 / Phone_SHA256")
-
-    def _check_lake_hash(self) -> None:
-        """Columns the pipeline matches or checks in clear cannot be hashed before the lake."""
-        needed = {"contact_key", "email"} | {self.clean_name(c) for c in self.key_columns(self.fields or ())}
-        if self.privacy.contact_key:
-            needed.add(self.clean_name(self.privacy.contact_key))
-        if self.delta_column:
-            needed.add(self.clean_name(self.delta_column))
-        clash = sorted(set(self.privacy.hash_in_lake) & needed)
-        if clash:
-            raise ValueError(f"{self.name}: {clash} cannot be hashed in the lake (keys, the contact key and the "
-                             "segments' e-mail are matched or checked in clear); hash them for publishing only")
 
     def _default_record_ids(self) -> None:
         """An ExperienceEvent needs a deterministic `_id`: by default it is derived from the primary key."""
@@ -476,34 +394,14 @@ class ProjectConfig(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate data extension name(s): {dupes}")
-        short = sorted(d.name for d in self.data_extensions
-                       if d.privacy.retention_days is not None and d.privacy.retention_days <= self.lookback_days)
-        if short:
-            raise ValueError(f"{short}: privacy.retention_days must exceed lookback_days ({self.lookback_days}): "
-                             "the daily schedule re-reads those days")
         if self.segments is not None:
             by_name = {d.name: d for d in self.data_extensions}
             for role, kind in (("contacts", "contacts"), ("engagement", "engagement"), ("activities", "activities")):
                 name = getattr(self.segments, role)
                 if name not in by_name or by_name[name].kind != kind:
                     raise ValueError(f"segments.{role} must name a data extension of kind {kind}, got {name!r}")
-            self._check_clean_retention(by_name)
+        check_project_privacy(self)  # lib/privacy/config.py
         return self
-
-    def _check_clean_retention(self, by_name: dict[str, DataExtensionConfig]) -> None:
-        """Clean partitions the segment tables read must outlive what they read."""
-        assert self.segments is not None
-        rules = self.segments
-        contacts = by_name[rules.contacts].privacy.clean_retention_days
-        if contacts is not None:
-            raise ValueError(f"{rules.contacts}: clean_retention_days would drop contacts the segment tables read "
-                             "(every contact's latest row, however old)")
-        for name, window in ((rules.engagement, rules.engagement_window_days),
-                             (rules.activities, rules.activity_window_days)):
-            days = by_name[name].privacy.clean_retention_days
-            if days is not None and days < window + self.lookback_days:
-                raise ValueError(f"{name}: clean_retention_days {days} is shorter than the segment window "
-                                 f"({window} days) plus the look-back ({self.lookback_days})")
 
     def data_extension(self, name: str) -> DataExtensionConfig:
         for de in self.data_extensions:
