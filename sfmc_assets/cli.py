@@ -18,6 +18,7 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
+from sfmc_assets import cli_privacy
 from sfmc_assets.lib import discovery
 from sfmc_assets.lib.config import ProjectConfig, load_config
 from sfmc_assets.lib.config_entries import (
@@ -247,6 +248,11 @@ def _validate(old_text: str | None, new_text: str, names: list[str], target: Pat
         build_definitions(config)
     except Exception as exc:  # any reason the result would not load: report it, write nothing
         raise click.ClickException(f"the entries would not load, so {target} was not changed: {exc}") from None
+
+
+# Personal data: `erase` and `erasures` (cli_privacy.py).
+main.add_command(cli_privacy.erase)
+main.add_command(cli_privacy.erasures)
 
 
 if __name__ == "__main__":  # pragma: no cover

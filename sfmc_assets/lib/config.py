@@ -24,10 +24,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sfmc_assets.lib.canonical import KINDS, LIFECYCLE_STAGES, Kind
 from sfmc_assets.lib.experience_platform.xdm import XdmMapping
 from sfmc_assets.lib.marketing_cloud.fields import FieldSpec, parse_compact, snake_case
+from sfmc_assets.lib.privacy.config import PrivacyConfig, check_privacy, check_project_privacy
 from sfmc_assets.lib.settings import config_path
 
-__all__ = ["ColumnRules", "DataExtensionConfig", "FieldSpec", "ProjectConfig", "SegmentRules", "SourceConfig",
-           "TrackingEventsConfig", "config_in_force", "current_config", "load_config"]
+__all__ = ["ColumnRules", "DataExtensionConfig", "FieldSpec", "PrivacyConfig", "ProjectConfig", "SegmentRules",
+           "SourceConfig", "TrackingEventsConfig", "config_in_force", "current_config", "load_config"]
 
 _OFFSET = re.compile(r"^[+-]\d{2}:\d{2}$")
 _ASSET_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -117,6 +118,9 @@ class DataExtensionConfig(_Strict):
     aep: XdmMapping | None = Field(
         default=None, description="Experience Platform dataset and XDM mapping; omitted = not published."
     )
+    privacy: PrivacyConfig = Field(
+        default_factory=PrivacyConfig, description="Personal data: contact key, retention, hashing, minimisation.",
+    )
 
     @field_validator("fields", mode="before")
     @classmethod
@@ -158,6 +162,7 @@ class DataExtensionConfig(_Strict):
             raise ValueError(f"{self.name}: `columns`/`values` map roles of a `kind`; set `kind` or use `rename`")
         if self.fields is not None:
             self._check_declared_fields()
+        check_privacy(self)  # lib/privacy/config.py
         self._default_record_ids()
         return self
 
@@ -446,6 +451,7 @@ class ProjectConfig(_Strict):
                 name = getattr(self.segments, role)
                 if name not in by_name or by_name[name].kind != role:
                     raise ValueError(f"segments.{role} must name a data extension of kind {role}, got {name!r}")
+        check_project_privacy(self)  # lib/privacy/config.py
         return self
 
     def data_extension(self, name: str) -> DataExtensionConfig:

@@ -27,6 +27,7 @@ from sfmc_assets.lib.marketing_cloud.errors import InconsistentReadError, Schema
 from sfmc_assets.lib.marketing_cloud.fields import FieldSpec
 from sfmc_assets.lib.marketing_cloud.rowset import RowsetReader, discover_fields
 from sfmc_assets.lib.marketing_cloud.types import frame_schema, polars_dtype
+from sfmc_assets.lib.privacy.policy import LakePolicy
 
 #: Parquet key-value metadata of a raw partition: its fields as Marketing Cloud described them, and the
 #: read (`count` Marketing Cloud reported, `$filter` sent, when), as JSON.
@@ -174,6 +175,7 @@ class ExtractResult:
     fields: tuple[FieldSpec, ...]
     filter: str | None
     schema: FieldCheck
+    suppressed: int = 0  # rows of erased contacts dropped (`privacy`: counted by Marketing Cloud, not written)
 
 
 #: Opens the partition's writer for a typed schema (`ParquetLake.writer`).
@@ -195,28 +197,32 @@ def extract_window(
     page_size: int = 2500,
     concurrency: int = 4,
     consistency_attempts: int = 3,
+    policy: LakePolicy | None = None,
 ) -> ExtractResult:
-    """Read one partition's rows into a partition writer; the partition is replaced only on success."""
+    """Read one partition's rows into a partition writer; the partition is replaced only on success.
+
+    `policy` (the data extension's `privacy:`) decides what is stored: with `keep_unmapped: false` only
+    the mapped columns are even asked for (`$fields`), erased contacts are dropped, hashed columns hashed.
+    """
     started = time.monotonic()
     calls_before, retries_before = client.counters["api_calls"], client.counters["retries"]
     try:
         checked = check_fields(de, discover_fields(client, de.external_key))
     except SchemaDriftError as exc:
         raise exc.with_context(data_extension=de.external_key) from None
-    fields = checked.fields
+    policy = policy or LakePolicy(de, None)
+    fields, stored, select = _columns(checked, policy)
     flt = read_filter(de, window, utc_offset)
     order = ",".join(f"{c} asc" for c in (de.key_columns(fields) or [f.name for f in fields]))
-    # `on_schema_change: ignore`: ask only for the declared columns (`$fields`), not the added ones.
-    select = [f.name for f in fields] if checked.ignored else None
     last_error: InconsistentReadError | None = None
     for attempt in range(1, consistency_attempts + 1):
         reader = RowsetReader(client, de.external_key, fields, filter=flt, order_by=order, select=select,
                               page_size=page_size,
                               concurrency=concurrency, utc_offset_hours=utc_offset.total_seconds() / 3600)
         try:
-            with open_writer(frame_schema(fields)) as writer:
-                _copy_pages(reader, writer)
-                writer.metadata.update(read_metadata(fields, reader.stats.count, flt))
+            with open_writer(frame_schema(stored)) as writer:
+                suppressed = _copy_pages(reader, writer, lambda page: policy.prepare(page, fields))
+                writer.metadata.update(read_metadata(stored, reader.stats.count, flt))
         except InconsistentReadError as exc:
             last_error = exc
             client.log.warning("%s: %s; reading the partition again (attempt %d of %d)",
@@ -226,7 +232,8 @@ def extract_window(
             rows=writer.rows, count=reader.stats.count, pages=reader.stats.pages, attempts=attempt,
             api_calls=client.counters["api_calls"] - calls_before,
             retries=client.counters["retries"] - retries_before,
-            duration_s=time.monotonic() - started, fields=fields, filter=flt, schema=checked,
+            duration_s=time.monotonic() - started, fields=stored, filter=flt, schema=checked,
+            suppressed=suppressed,
         )
     assert last_error is not None
     raise InconsistentReadError(
@@ -235,15 +242,37 @@ def extract_window(
     )
 
 
-def _copy_pages(reader: RowsetReader, writer: PartitionWriter) -> None:
-    """Typed pages to the writer, WRITE_BATCH_ROWS at a time."""
+def _columns(checked: FieldCheck, policy: LakePolicy) -> tuple[tuple[FieldSpec, ...], tuple[FieldSpec, ...],
+                                                                list[str] | None]:
+    """(fields read, as served; fields stored; the `$fields` to ask for, None for all).
+
+    With `on_schema_change: ignore` or `keep_unmapped: false`, only the kept columns are asked for."""
+    stored = policy.fields(checked.fields)
+    kept = {f.name for f in stored}
+    fields = tuple(f for f in checked.fields if f.name in kept)
+    select = [f.name for f in fields] if checked.ignored or len(fields) < len(checked.fields) else None
+    return fields, stored, select
+
+
+def _copy_pages(reader: RowsetReader, writer: PartitionWriter,
+                prepare: Callable[[pl.DataFrame], tuple[pl.DataFrame, int]]) -> int:
+    """Typed pages to the writer, WRITE_BATCH_ROWS at a time, each batch `prepare`d; returns the rows
+    `prepare` dropped."""
     batch: list[pl.DataFrame] = []
-    rows = 0
+    rows = dropped = 0
+
+    def flush() -> None:
+        nonlocal dropped
+        frame, n = prepare(pl.concat(batch))
+        writer.write(frame)
+        dropped += n
+
     for page in reader.pages():
         batch.append(page)
         rows += page.height
         if rows >= WRITE_BATCH_ROWS:
-            writer.write(pl.concat(batch))
+            flush()
             batch, rows = [], 0
     if batch:
-        writer.write(pl.concat(batch))
+        flush()
+    return dropped

@@ -6,6 +6,7 @@ DuckDB and PostgreSQL share, so the checks run on either warehouse backend.
 
 import datetime as dt
 
+from sfmc_assets.lib.personal import mask_values
 from sfmc_assets.lib.warehouse import SCHEMA, DayTables
 
 
@@ -17,7 +18,7 @@ def promotion_excludes_service_follow_up(warehouse: DayTables, day: dt.date) -> 
             SELECT contact_key FROM {SCHEMA}.segment_membership WHERE as_of_date = ? AND segment = 'service_follow_up'""",
         [day, day],
     )
-    return both.height == 0, {"contacts_in_both": both.height, "sample": both["contact_key"].head(5).to_list()}
+    return both.height == 0, {"contacts_in_both": both.height, "sample": mask_values(both["contact_key"].head(5))}
 
 
 def members_exist_in_contact_features(warehouse: DayTables, day: dt.date) -> tuple[bool, dict[str, object]]:
@@ -29,4 +30,4 @@ def members_exist_in_contact_features(warehouse: DayTables, day: dt.date) -> tup
                 WHERE f.contact_key = m.contact_key AND f.as_of_date = m.as_of_date)""",
         [day],
     )
-    return orphans.height == 0, {"orphan_members": orphans.height, "sample": orphans["contact_key"].head(5).to_list()}
+    return orphans.height == 0, {"orphan_members": orphans.height, "sample": mask_values(orphans["contact_key"].head(5))}

@@ -136,6 +136,7 @@ class CleanPlan:
     key: tuple[str, ...]  # the primary key's clean columns (empty: no key, nothing de-duplicated)
     conflicting_keys: pl.DataFrame  # keys the clean rows still hold more than once (ties, different content)
     fields: tuple[FieldSpec, ...]  # the raw partition's fields, as Marketing Cloud described them
+    suppressed: int = 0  # rows of erased contacts left out (the suppression list, lib/privacy)
 
 
 #: Rows per batch when a partition streams through clean -> gate -> write. Memory grows with the batch

@@ -56,21 +56,23 @@ def requested(data: Any) -> list[tuple[str, list[str] | None]]:
 def test_the_default_is_one_daily_job_at_two(tmp_path: Path) -> None:
     defs = build_definitions(load_config())
     repo = defs.get_repository_def()
-    assert sorted(j.name for j in repo.get_all_jobs() if not j.name.startswith("__")) == ["sfmc_daily_job"]
-    assert [(s.name, s.cron_schedule) for s in repo.schedule_defs] == [("sfmc_daily_job_schedule", "0 2 * * *")]
+    assert sorted(j.name for j in repo.get_all_jobs() if not j.name.startswith("__")) == [
+        "privacy_erasure", "privacy_retention", "sfmc_daily_job"]  # personal data: docs/personal-data.md
+    assert sorted((s.name, s.cron_schedule) for s in repo.schedule_defs) == [
+        ("privacy_retention_schedule", "30 3 * * *"), ("sfmc_daily_job_schedule", "0 2 * * *")]
 
 
 def test_frequencies_become_jobs_with_their_own_partitions_and_crons(tmp_path: Path) -> None:
     config = configured(tmp_path, [PREFERENCES], orders={"schedule": "hourly", "interval": 3},
                         activities={"schedule": "weekly"}, campaigns={"schedule": "once"})
     defs = build_definitions(config)
-    jobs = {j.name: j for j in defs.get_repository_def().get_all_jobs() if not j.name.startswith("__")}
+    jobs = {j.name: j for j in defs.get_repository_def().get_all_jobs() if j.name.startswith("sfmc_")}
     assert sorted(jobs) == ["sfmc_daily_job", "sfmc_every_2_weeks_job", "sfmc_every_3_hours_job",
                             "sfmc_once_job", "sfmc_weekly_job"]
     hourly = jobs["sfmc_every_3_hours_job"].partitions_def
     assert isinstance(hourly, dg.DailyPartitionsDefinition) and hourly.end_offset == 1
     assert jobs["sfmc_daily_job"].partitions_def.end_offset == 0
-    crons = {s.name: s.cron_schedule for s in defs.get_repository_def().schedule_defs}
+    crons = {s.name: s.cron_schedule for s in defs.get_repository_def().schedule_defs if s.name.startswith("sfmc_")}
     assert crons == {"sfmc_daily_job_schedule": "0 2 * * *", "sfmc_weekly_job_schedule": "0 2 * * 1",
                      "sfmc_every_2_weeks_job_schedule": "0 2 * * 1",
                      "sfmc_every_3_hours_job_schedule": ["0 */3 * * *", "0 2 * * *"]}  # once: none

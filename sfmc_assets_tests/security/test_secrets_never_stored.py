@@ -17,6 +17,11 @@ scanned for every secret (right and wrong) and every access token the sandboxes 
 The sandboxes' state folders live outside `SFMC_ASSETS_HOME`: they legitimately hold the sandbox's own
 secret and the tokens it issued (that is what a server stores). They serve as the scanner's positive
 control: the Experience Platform sandbox's state file must contain the tokens the scan looks for.
+
+Personal data gets the same treatment: every value of every personal column (lib/personal.py: contact
+keys, e-mails, names, phones, the configured ones) of every configured data extension, read back from
+the lake the runs wrote, must appear nowhere Dagster stores or prints (metadata previews and failure
+samples show them masked); the lake and the warehouse legitimately hold them.
 """
 
 import datetime as dt
@@ -33,8 +38,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from sfmc_assets.lib.config import load_config
 from sfmc_assets.lib.experience_platform import ExperiencePlatformClient
+from sfmc_assets.lib.extract import fields_from_metadata
+from sfmc_assets.lib.lake import ParquetLake
 from sfmc_assets.lib.marketing_cloud import MarketingCloudClient, RetrySettings
+from sfmc_assets.lib.personal import personal_columns, personal_source_columns
 from sfmc_assets.resources import ExperiencePlatformResource, MarketingCloudResource
 from sfmc_assets.sandboxes.experience_platform import ExperiencePlatformSandbox
 from sfmc_assets.sandboxes.marketing_cloud import MarketingCloudSandbox
@@ -275,3 +284,47 @@ def test_failing_client_calls_do_not_echo_secrets_or_tokens(tmp_path: Path) -> N
     assert len(tokens) == 2
     for exc in errors:
         assert not _leaks(_error_text(exc), [*SECRETS, *tokens]), type(exc).__name__
+
+
+def _personal_values(home: Path) -> dict[str, set[str]]:
+    """Data extension -> the values of its personal columns in the lake (raw and clean), 5 characters or
+    more (a shorter value, a two-letter first name, can occur by chance in any text)."""
+    lake = ParquetLake(str(home / "lake"))
+    out: dict[str, set[str]] = {}
+    for de in load_config().data_extensions:
+        values = out.setdefault(de.name, set())
+        for partition in lake.partitions(["sfmc", "raw", de.name]):
+            fields = fields_from_metadata(lake.file_metadata(["sfmc", "raw", de.name], partition)) or de.fields or ()
+            for layer, columns in (("raw", personal_source_columns(de, fields)), ("clean", personal_columns(de, fields))):
+                if not lake.exists(["sfmc", layer, de.name], partition):
+                    continue
+                frame = lake.read(["sfmc", layer, de.name], partition)
+                values |= {str(v).strip() for c in columns if c in frame.columns
+                           for v in frame[c].drop_nulls().to_list() if len(str(v).strip()) >= 5}
+    return out
+
+
+def _found_in(text: str, values: set[str]) -> list[str]:
+    low = text.lower()
+    return sorted(v[:1] + "…" for v in values if v.lower() in low)  # never print the value itself
+
+
+def test_no_personal_value_of_any_data_extension_is_stored_or_printed(chain: Chain) -> None:
+    by_de = _personal_values(chain.home)
+    assert all(len(by_de[de.name]) > 10 for de in load_config().data_extensions), {k: len(v) for k, v in by_de.items()}
+    values = set().union(*by_de.values())
+    for run in chain.runs.values():
+        assert not _found_in(run.output, values), run.name
+    files = _files(chain.dagster_home)
+    assert any(p.name == "runs.db" for p in files)
+    leaks = {str(p.relative_to(chain.home)): found for p in files
+             if (found := _found_in(p.read_bytes().decode("utf-8", "replace"), values))}
+    assert not leaks
+    masked_previews = 0
+    with dg.DagsterInstance.from_config(str(chain.dagster_home)) as instance:
+        for run in instance.get_runs():
+            for entry in instance.all_logs(run.run_id):
+                text = dg.serialize_value(entry)
+                assert not _found_in(text, values), entry.dagster_event_type
+                masked_previews += entry.asset_materialization is not None and "***" in text
+    assert masked_previews >= len(by_de)  # the previews were there, and masked: the scan had something to read

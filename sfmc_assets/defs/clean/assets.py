@@ -13,6 +13,7 @@ The day streams through in batches (`CLEAN_BATCH_ROWS`): each batch is cleaned, 
 temporary partition file, which becomes the partition only once the whole day has passed the gate.
 """
 
+import dataclasses
 import time
 import warnings
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ from sfmc_assets.lib.extract import Window
 from sfmc_assets.lib.lake import ParquetLake, PartitionWriter
 from sfmc_assets.lib.marketing_cloud.fields import FieldSpec
 from sfmc_assets.lib.personal import personal_columns
+from sfmc_assets.lib.privacy.policy import LakePolicy
 from sfmc_assets.lib.schemas import contract
 from sfmc_assets.lib.transforms import CLEAN_BATCH_ROWS, CleanPlan, batches, plan_clean
 from sfmc_assets.lib.validation import REJECTION_REASONS, Gate, GateSummary, gate_batches, unique_keys
@@ -193,6 +195,9 @@ def clean_and_gate(store: ParquetLake, de: DataExtensionConfig, partition: str,
     paths = paths or ChainPaths(raw_key(de).path, clean_key(de).path, quarantine_key(de),
                                 raw_fields(store, de, partition))
     plan = plan_clean(store.scan(paths.raw, partition), de, as_of=window.end, fields=paths.fields)
+    # Contacts erased since the raw partition was written do not come back (lib/privacy/suppression.py).
+    frame, suppressed = LakePolicy.load(de, store).suppress_clean(plan.frame, plan.fields)
+    plan = dataclasses.replace(plan, frame=frame, suppressed=suppressed)
     schema = contract(de, plan.fields, (window.start, window.end) if de.sync == "incremental" else None)
     gate = Gate(schema, {k: plan.conflicting_keys for k in unique_keys(schema)})
     frame_schema = plan.frame.collect_schema()
@@ -228,15 +233,18 @@ def _blocked(de: DataExtensionConfig, partition: str, gate: GateSummary, gate_md
     )
 
 
-def _reconciliation(raw_rows: int, gate: GateSummary, removed: int) -> dg.AssetCheckResult:
+def _reconciliation(raw_rows: int, gate: GateSummary, plan: CleanPlan) -> dg.AssetCheckResult:
     clean_rows = gate.rows_checked - gate.failing_rows
-    accounted = clean_rows + gate.failing_rows + removed
+    removed, suppressed = plan.removed, plan.suppressed
+    accounted = clean_rows + gate.failing_rows + removed + suppressed
+    erased = f" + {suppressed} of erased contacts" if suppressed else ""
     return dg.AssetCheckResult(
         check_name=RECONCILE_CHECK, passed=accounted == raw_rows,
         metadata={"raw_rows": raw_rows, "clean_rows": clean_rows, "quarantined": gate.failing_rows,
-                  "duplicates_removed": removed, "unaccounted": raw_rows - accounted},
+                  "duplicates_removed": removed, "rows_suppressed": suppressed,
+                  "unaccounted": raw_rows - accounted},
         description=f"{raw_rows} raw = {clean_rows} clean + {gate.failing_rows} quarantined + "
-                    f"{removed} duplicates" if accounted == raw_rows
+                    f"{removed} duplicates{erased}" if accounted == raw_rows
                     else f"{raw_rows - accounted} raw rows are unaccounted for",
     )
 
@@ -266,7 +274,7 @@ def _clean_day(
     checks = [
         dg.AssetCheckResult(check_name=CONTRACT_CHECK, passed=True, metadata=gate_md,
                             description=f"{clean_rows} rows pass; {gate.failing_rows} quarantined"),
-        _reconciliation(raw_rows, gate, plan.removed),
+        _reconciliation(raw_rows, gate, plan),
     ]
     written = store.scan(key.path, partition)
     if contacts is not None:
@@ -279,8 +287,9 @@ def _clean_day(
         "dagster/uri": str(path),
         "dagster/column_schema": _column_schema(de, plan.fields),
         "preview": preview(head, masked),
-        "rows_in": gate.rows_checked + plan.removed,
+        "rows_in": gate.rows_checked + plan.removed + plan.suppressed,
         "duplicates_removed": plan.removed,
+        "rows_suppressed": plan.suppressed,
         "rows_quarantined": gate.failing_rows,
         "duration_s": round(time.monotonic() - started, 3),
     })

@@ -23,6 +23,7 @@ from sfmc_assets.lib.experience_platform import (
     XdmMappingError,
 )
 from sfmc_assets.lib.experience_platform.xdm import XdmMapping, column_lineage, to_parquet_files, to_xdm
+from sfmc_assets.lib.personal import for_publishing
 from sfmc_assets.resources import ExperiencePlatformResource, LakeResource
 
 PUBLISH_GROUP = "aep_publish"
@@ -106,7 +107,7 @@ def _publish_day(
     started = time.monotonic()
     try:
         frame = lake.lake().read(clean_key(de).path, partition)
-        records = to_xdm(frame, mapping)
+        records = to_xdm(for_publishing(frame, de), mapping)  # `privacy.hash` columns leave as SHA-256
         # One publish of a day at a time across runs (see defs/locks.py): a concurrent one could miss
         # this one's batch and leave two live. Waits at most for one other publish to settle.
         with partition_lock(context.instance, f"{publish_key(de).to_user_string()}/{partition}",

@@ -36,6 +36,8 @@ from sfmc_assets.lib.marketing_cloud import (
 from sfmc_assets.lib.marketing_cloud.fields import FieldSpec
 from sfmc_assets.lib.marketing_cloud.types import PARSE_ERRORS, frame_schema
 from sfmc_assets.lib.personal import personal_source_columns
+from sfmc_assets.lib.privacy.keys import PrivacyKeyError
+from sfmc_assets.lib.privacy.policy import LakePolicy
 from sfmc_assets.lib.snapshots import SnapshotUnavailableError, snapshot_action
 from sfmc_assets.lib.transforms import fields_of
 from sfmc_assets.resources import LakeResource, MarketingCloudResource
@@ -151,7 +153,10 @@ def _extract_day(
             utc_offset=config.source.offset,
             page_size=marketing_cloud.page_size,
             concurrency=marketing_cloud.max_concurrency,
+            policy=LakePolicy.load(de, store),
         )
+    except PrivacyKeyError as exc:
+        return DayResult(partition, failure=f"Extracting {de.name} for partition {partition} failed: {exc}"), True
     except SnapshotUnavailableError as exc:
         return DayResult(partition, failure=f"Extracting {de.name} (data extension {de.external_key}, sync: full) "
                          f"for partition {partition} failed: {exc}"), False
@@ -166,11 +171,13 @@ def _extract_day(
     return _written_day(store, de, partition, window, result, started), False
 
 
-def _count_check(rows: int, count: int) -> dg.AssetCheckResult:
+def _count_check(rows: int, count: int, suppressed: int = 0) -> dg.AssetCheckResult:
+    """Rows written + rows of erased contacts left out (the suppression list) = what Marketing Cloud counted."""
+    left_out = f" + {suppressed} of erased contacts left out" if suppressed else ""
     return dg.AssetCheckResult(
-        check_name=SOURCE_COUNT_CHECK, passed=rows == count,
-        metadata={"sfmc_reported_count": count, "rows_extracted": rows},
-        description=f"{rows} rows extracted, Marketing Cloud reported {count}",
+        check_name=SOURCE_COUNT_CHECK, passed=rows + suppressed == count,
+        metadata={"sfmc_reported_count": count, "rows_extracted": rows, "rows_suppressed": suppressed},
+        description=f"{rows} rows extracted{left_out}, Marketing Cloud reported {count}",
     )
 
 
@@ -192,12 +199,13 @@ def _file_metadata(store: ParquetLake, de: DataExtensionConfig, partition: str,
 def _written_day(store: ParquetLake, de: DataExtensionConfig, partition: str, window: Window,
                  result: ExtractResult, started: float) -> DayResult:
     metadata = _file_metadata(store, de, partition, result.fields)
-    return DayResult(partition, checks=[_count_check(result.rows, result.count)], metadata={
+    return DayResult(partition, checks=[_count_check(result.rows, result.count, result.suppressed)], metadata={
         **metadata,
         "window_start_utc": window.start.isoformat(),
         "window_end_utc": window.end.isoformat(),
         "sfmc_filter": result.filter or "(none: full snapshot)",
         "sfmc_reported_count": result.count,
+        "rows_suppressed": result.suppressed,
         "pages": result.pages,
         "api_calls": result.api_calls,
         "retries": result.retries,

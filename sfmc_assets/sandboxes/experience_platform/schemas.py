@@ -26,14 +26,18 @@ EVENT_CLASS = "https://ns.adobe.com/xdm/context/experienceevent"
 SCHEMA_CONTENT_TYPE = "application/vnd.adobe.xed+json;version=1"
 
 # Standard identity namespaces (doc §4.3) plus the sandbox org's one custom namespace.  CRMID is not
-# standard in Platform, so it is deliberately absent.
+# standard in Platform, so it is deliberately absent.  identityMap keys are namespace codes (identity
+# symbols): "Emails (SHA256, lowercased)" is the display name of the code Email_LC_SHA256, and so on.
 STANDARD_NAMESPACES = (
     "ECID",
     "Email",
     "Emails (SHA256, lowercased)",
+    "Email_LC_SHA256",
     "Phone",
     "Phone (E.164)",
+    "Phone_E.164",
     "Phone (SHA256)",
+    "Phone_SHA256",
     "TNTID",
     "AdCloud",
     "GAID",

@@ -17,6 +17,7 @@ https://experienceleague.adobe.com/en/docs/experience-platform/landing/troublesh
 * ``POST /data/foundation/import/batches/{b}?action=ABORT|FAIL|REVERT``  -- ``batch_action``
 * ``GET  /data/foundation/catalog/batches[/{b}]``                       -- ``catalog_batch``
 * ``GET|POST /data/foundation/catalog/dataSets``, ``GET .../dataSets/{d}`` -- ``catalog_dataset``
+* ``POST|GET /data/core/privacy/jobs[/{j}]``                            -- ``privacy_jobs`` (privacy.py)
 * ``/_sandbox/...`` (no auth): ``discovery``, ``stats``, ``batches[/{b}]``, ``datasets/{d}/records``,
   ``faults`` (GET/POST/DELETE), ``schemas`` (POST), ``expire-tokens`` (POST).
 
@@ -43,7 +44,7 @@ from typing import Any
 
 import orjson
 
-from . import catalog, large_files
+from . import catalog, large_files, privacy
 from .faults import KIND_EXPIRE_TOKENS, KIND_FAIL_BATCH, KIND_HTTP, KIND_STUCK, Fault, FaultBook
 from .processing import MAX_BATCH_BYTES, MAX_FILES_PER_BATCH, Outcome, promote
 from .schemas import (
@@ -957,6 +958,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _resolve(self, req: _Request) -> tuple[str, Any]:
         """Map method + path to (route name, handler taking the fired faults)."""
         sb, m, p = self.sandbox, req.method, req.path
+        if (privacy_route := privacy.resolve(sb, req)) is not None:  # Privacy Service: privacy.py
+            return privacy_route
         if p == "/ims/token/v3" and m == "POST":
             return "ims", lambda _f: sb.handle_ims(req)
         if m == "POST" and _RE_BATCHES.match(p):
