@@ -137,6 +137,7 @@ def as_data_extension(event: EventType, config: ProjectConfig) -> DataExtensionC
         rules={"event_type": {"isin": event.event_types}}, start_date=settings.start_date,
         quarantine_tolerance=settings.quarantine_tolerance, owners=settings.owners,
         aep=_mapping(event, settings),
+        privacy={"contact_key": "SubscriberKey"},  # whose event it is: erasure and suppression match on it
     )
 
 
@@ -211,6 +212,7 @@ class EventsExtract:
     filter: str
     slices: int
     request_ids: list[str] = field(default_factory=list)
+    suppressed: int = 0  # events of erased contacts left out (returned by Marketing Cloud, not written)
 
 
 def filter_text(window: Window, utc_offset: dt.timedelta) -> str:
@@ -236,9 +238,12 @@ def _read(reader: SoapReader, event: EventType, window: Window, slices: int,
 
 
 def extract_events(reader: SoapReader, event: EventType, window: Window, open_writer: OpenWriter, *,
-                   slices: int = 1, read_attempts: int = 3) -> EventsExtract:
+                   slices: int = 1, read_attempts: int = 3,
+                   suppress: Callable[[pl.DataFrame], tuple[pl.DataFrame, int]] | None = None) -> EventsExtract:
     """Read one window of one event type into a partition writer; the partition is replaced only when
-    a whole read succeeded. An interrupted read (`ReadInterrupted`) is read again from the start."""
+    a whole read succeeded. An interrupted read (`ReadInterrupted`) is read again from the start.
+    `suppress` drops the events of erased contacts from each page before it is written (returns the page
+    and the rows dropped), so they never reach the lake."""
     started = time.monotonic()
     counters = reader.client.counters
     before = {k: counters[k] for k in ("api_calls", "retries", "token_replays")}
@@ -248,7 +253,7 @@ def extract_events(reader: SoapReader, event: EventType, window: Window, open_wr
         stats = ReadStats()
         try:
             with open_writer(frame_schema(event.fields)) as writer:
-                _write(_read(reader, event, window, slices, stats), writer)
+                suppressed = _write(_read(reader, event, window, slices, stats), writer, suppress)
                 writer.metadata.update(_metadata(event, stats.objects, flt))
         except ReadInterrupted as exc:
             last = exc
@@ -261,22 +266,29 @@ def extract_events(reader: SoapReader, event: EventType, window: Window, open_wr
             api_calls=counters["api_calls"] - before["api_calls"], retries=counters["retries"] - before["retries"],
             token_replays=counters["token_replays"] - before["token_replays"],
             duration_s=time.monotonic() - started, filter=flt, slices=slices,
-            request_ids=sorted(set(stats.request_ids)))
+            request_ids=sorted(set(stats.request_ids)), suppressed=suppressed)
     assert last is not None
     raise MarketingCloudError(f"no complete read of {event.object_type} after {read_attempts} attempts: "
                               f"{last.reason}", request=f"Retrieve {event.object_type} where {flt}")
 
 
-def _write(pages: Iterator[pl.DataFrame], writer: PartitionWriter) -> None:
-    """Typed pages to the writer, `WRITE_BATCH_ROWS` at a time (one Parquet write per page costs more)."""
+def _write(pages: Iterator[pl.DataFrame], writer: PartitionWriter,
+           suppress: Callable[[pl.DataFrame], tuple[pl.DataFrame, int]] | None = None) -> int:
+    """Typed pages to the writer, `WRITE_BATCH_ROWS` at a time (one Parquet write per page costs more);
+    returns the rows `suppress` left out."""
     batch: list[pl.DataFrame] = []
+    suppressed = 0
     for page in pages:
+        if suppress is not None:
+            page, dropped = suppress(page)
+            suppressed += dropped
         batch.append(page)
         if sum(p.height for p in batch) >= WRITE_BATCH_ROWS:
             writer.write(pl.concat(batch))
             batch = []
     if batch:
         writer.write(pl.concat(batch))
+    return suppressed
 
 
 def _metadata(event: EventType, objects: int, flt: str) -> dict[str, str]:

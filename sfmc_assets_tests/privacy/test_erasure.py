@@ -136,7 +136,8 @@ def test_a_rerun_after_erasure_keeps_the_contact_out(erased: dict) -> None:
     checks = [e.event_specific_data for e in run.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
               and e.event_specific_data.check_name == "matches_source_count"]
     days = [c for c in checks if c.partition is not None]  # each day's own result (the range summary aside)
-    assert len(days) == 7 * 4 and all(c.passed for c in checks)  # contacts, campaigns, activities, orders
+    # contacts, campaigns, activities, orders, and the five tracking-event types
+    assert len(days) == 7 * 9 and all(c.passed for c in checks)
     suppressed = sum(c.metadata["rows_suppressed"].value for c in days)
     total = erased["summary"]["rows_erased"]
     assert suppressed == sum(v for k, v in total.items() if k.startswith("lake:sfmc/raw/"))

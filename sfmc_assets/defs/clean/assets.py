@@ -233,7 +233,8 @@ def _blocked(de: DataExtensionConfig, partition: str, gate: GateSummary, gate_md
     )
 
 
-def _reconciliation(raw_rows: int, gate: GateSummary, plan: CleanPlan) -> dg.AssetCheckResult:
+def reconciliation(raw_rows: int, gate: GateSummary, plan: CleanPlan) -> dg.AssetCheckResult:
+    """raw = clean + quarantined + duplicates removed + rows of erased contacts left out."""
     clean_rows = gate.rows_checked - gate.failing_rows
     removed, suppressed = plan.removed, plan.suppressed
     accounted = clean_rows + gate.failing_rows + removed + suppressed
@@ -274,7 +275,7 @@ def _clean_day(
     checks = [
         dg.AssetCheckResult(check_name=CONTRACT_CHECK, passed=True, metadata=gate_md,
                             description=f"{clean_rows} rows pass; {gate.failing_rows} quarantined"),
-        _reconciliation(raw_rows, gate, plan),
+        reconciliation(raw_rows, gate, plan),
     ]
     written = store.scan(key.path, partition)
     if contacts is not None:

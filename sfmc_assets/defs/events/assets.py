@@ -27,6 +27,7 @@ from sfmc_assets.defs.clean.assets import (
     RECONCILE_CHECK,
     ChainPaths,
     clean_and_gate,
+    reconciliation,
 )
 from sfmc_assets.defs.marketing_cloud.assets import RAW_GROUP, SFMC_POOL, SOURCE_COUNT_CHECK
 from sfmc_assets.defs.metadata import preview, table_schema
@@ -39,7 +40,9 @@ from sfmc_assets.lib.lake import ParquetLake, PartitionWriter
 from sfmc_assets.lib.marketing_cloud import AuthenticationError, MarketingCloudError
 from sfmc_assets.lib.marketing_cloud.soap import RetrieveError, SoapFaultError, SoapReader
 from sfmc_assets.lib.marketing_cloud.types import PARSE_ERRORS, frame_schema
+from sfmc_assets.lib.privacy.policy import LakePolicy
 from sfmc_assets.lib.schemas import contract
+from sfmc_assets.lib.transforms import CleanPlan
 from sfmc_assets.lib.validation import GateSummary
 from sfmc_assets.resources import LakeResource, MarketingCloudResource
 
@@ -98,7 +101,7 @@ def build_raw_asset(event: EventType, config: ProjectConfig) -> dg.AssetsDefinit
         days: list[DayResult] = []
         try:
             for partition in context.partition_keys:
-                day, fatal = _extract_day(partition, event, reader, lake.lake())
+                day, fatal = _extract_day(partition, event, reader, lake.lake(), as_data_extension(event, config))
                 days.append(day)
                 if fatal:  # credentials, permissions, a wrong request: every day fails the same way
                     days += [DayResult(p, failure=f"not read, as {partition} failed in a way no retry can pass: "
@@ -111,21 +114,26 @@ def build_raw_asset(event: EventType, config: ProjectConfig) -> dg.AssetsDefinit
     return _raw
 
 
-def _extract_day(partition: str, event: EventType, reader: SoapReader, store: ParquetLake) -> tuple[DayResult, bool]:
+def _extract_day(partition: str, event: EventType, reader: SoapReader, store: ParquetLake,
+                 de: DataExtensionConfig) -> tuple[DayResult, bool]:
     window = Window.day(partition)
+    policy = LakePolicy.load(de, store)  # erased contacts' events never reach the lake
     try:
         result = extract_events(reader, event, window,
-                                lambda schema: store.writer(raw_key(event).path, partition, schema))
+                                lambda schema: store.writer(raw_key(event).path, partition, schema),
+                                suppress=lambda page: policy.prepare(page, event.fields))
     except MarketingCloudError as exc:
         fatal = isinstance(exc, (AuthenticationError, RetrieveError, SoapFaultError))
         return DayResult(partition, failure=f"Reading {event.object_type} tracking events for partition "
                          f"{partition} (window {window}) failed: {exc}"), fatal
     scan = store.scan(raw_key(event).path, partition)
     head = scan.head(5).collect()
+    left_out = f" + {result.suppressed} of erased contacts left out" if result.suppressed else ""
     check = dg.AssetCheckResult(
-        check_name=SOURCE_COUNT_CHECK, passed=result.rows == result.objects,
-        metadata={"objects_returned": result.objects, "rows_written": result.rows},
-        description=f"{result.rows} rows written, Marketing Cloud returned {result.objects} objects")
+        check_name=SOURCE_COUNT_CHECK, passed=result.rows + result.suppressed == result.objects,
+        metadata={"objects_returned": result.objects, "rows_written": result.rows,
+                  "rows_suppressed": result.suppressed},
+        description=f"{result.rows} rows written{left_out}, Marketing Cloud returned {result.objects} objects")
     return DayResult(partition, checks=[check], metadata={
         "dagster/partition_row_count": result.rows,
         "dagster/uri": str(store.path(raw_key(event).path, partition)),
@@ -174,11 +182,10 @@ def build_clean_asset(event: EventType, config: ProjectConfig) -> dg.AssetsDefin
 
 
 def _gate(store: ParquetLake, event: EventType, de: DataExtensionConfig,
-          partition: str) -> tuple[int, GateSummary, PartitionWriter]:
-    """Clean and gate one day batch by batch: (duplicates removed, gate summary, uncommitted writer)."""
+          partition: str) -> tuple[CleanPlan, GateSummary, PartitionWriter]:
+    """Clean and gate one day batch by batch: (the plan, gate summary, uncommitted writer)."""
     paths = ChainPaths(raw_key(event).path, clean_key(event).path, quarantine_key(event), event.fields)
-    plan, summary, valid = clean_and_gate(store, de, partition, paths=paths)
-    return plan.removed, summary, valid
+    return clean_and_gate(store, de, partition, paths=paths)
 
 
 def _gate_metadata(gate: GateSummary, tolerance: float) -> dict[str, object]:
@@ -194,7 +201,7 @@ def _gate_metadata(gate: GateSummary, tolerance: float) -> dict[str, object]:
 def _clean_day(partition: str, event: EventType, de: DataExtensionConfig, store: ParquetLake) -> DayResult:
     started = time.monotonic()
     raw_rows = store.scan(raw_key(event).path, partition).select(pl.len()).collect().item()
-    removed, gate, valid = _gate(store, event, de, partition)
+    plan, gate, valid = _gate(store, event, de, partition)
     gate_md = _gate_metadata(gate, de.quarantine_tolerance)
     if not gate.within(de.quarantine_tolerance):
         valid.abort()
@@ -207,19 +214,15 @@ def _clean_day(partition: str, event: EventType, de: DataExtensionConfig, store:
             "assets do not run for this partition."))
     path = valid.commit()
     clean_rows = gate.rows_checked - gate.failing_rows
-    accounted = clean_rows + gate.failing_rows + removed
     checks = [
         dg.AssetCheckResult(check_name=CONTRACT_CHECK, passed=True, metadata=gate_md,
                             description=f"{clean_rows} events pass; {gate.failing_rows} quarantined"),
-        dg.AssetCheckResult(check_name=RECONCILE_CHECK, passed=accounted == raw_rows, metadata={
-            "raw_rows": raw_rows, "clean_rows": clean_rows, "quarantined": gate.failing_rows,
-            "duplicates_removed": removed, "unaccounted": raw_rows - accounted},
-            description=f"{raw_rows} raw = {clean_rows} clean + {gate.failing_rows} quarantined + {removed} "
-                        "duplicates" if accounted == raw_rows else f"{raw_rows - accounted} raw rows unaccounted"),
+        reconciliation(raw_rows, gate, plan),
     ]
     head = store.scan(clean_key(event).path, partition).head(5).collect()
     return DayResult(partition, checks=checks, metadata={
         "dagster/partition_row_count": clean_rows, "dagster/uri": str(path),
         "dagster/column_schema": table_schema(head.schema), "preview": preview(head, MASKED),
-        "rows_in": raw_rows, "duplicates_removed": removed, "rows_quarantined": gate.failing_rows,
+        "rows_in": raw_rows, "duplicates_removed": plan.removed, "rows_quarantined": gate.failing_rows,
+        "rows_suppressed": plan.suppressed,
         "duration_s": round(time.monotonic() - started, 3)})

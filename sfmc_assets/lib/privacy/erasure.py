@@ -118,11 +118,11 @@ def _collect(targets: Targets, matcher: Matcher, journal: ErasureJournal, keys: 
         return {}
     store, config = targets.lake, targets.config
     emails: set[str] = set()
-    for de in config.data_extensions:
+    for chain in lake_erasure.chains(config):
         for layer in ("raw", "clean"):
-            rows = lake_erasure.rows_of(store, de, matcher, layer)
+            rows = lake_erasure.rows_of(store, chain, matcher, layer)
             if rows is not None:
-                emails |= _emails_in(rows, de, lake_erasure.known_fields(store, de))
+                emails |= _emails_in(rows, chain.de, lake_erasure.known_fields(store, chain))
     hashed = sha256_hex(pl.Series(sorted(emails), dtype=pl.String)).to_list() if emails else []
     journal.add_needles(matcher.add_clear([*emails, *hashed]))
     identities = _identities(targets, matcher, keys)
@@ -140,7 +140,8 @@ def _emails_in(rows: pl.DataFrame, de: DataExtensionConfig, fields: tuple) -> se
 def _identities(targets: Targets, matcher: Matcher, keys: list[str]) -> dict[str, list]:
     """Contact key -> [(namespace, value)] published for it (its key under the key's namespaces, always)."""
     by_key: dict[str, list] = {normalise(k): [] for k in keys}
-    for de in targets.config.data_extensions:
+    for chain in lake_erasure.chains(targets.config):
+        de = chain.de
         mapping, key = de.aep, contact_key_column(de)
         if mapping is None or key is None:
             continue
@@ -149,7 +150,7 @@ def _identities(targets: Targets, matcher: Matcher, keys: list[str]) -> dict[str
             if spec.column == key_clean:
                 for k in keys:
                     by_key[normalise(k)].append((ns, k.strip()))
-        rows = lake_erasure.rows_of(targets.lake, de, matcher, "clean")
+        rows = lake_erasure.rows_of(targets.lake, chain, matcher, "clean")
         if rows is None or key_clean not in rows.columns:
             continue
         published = for_publishing(rows, de)
@@ -224,10 +225,10 @@ def _erase_lake(targets: Targets, matcher: Matcher, journal: ErasureJournal, tou
     """Rewrite every partition holding the contacts' rows; returns the partitions rewritten now."""
     store = targets.lake
     seen: set[str] = set()
-    for de in targets.config.data_extensions:
-        if not person_columns(de, lake_erasure.known_fields(store, de)):
+    for chain in lake_erasure.chains(targets.config):
+        if not person_columns(chain.de, lake_erasure.known_fields(store, chain)):
             continue
-        for loc, hits in list(lake_erasure.find(store, de, matcher)):
+        for loc, hits in list(lake_erasure.find(store, chain, matcher)):
             rows = _rewrite(store, journal, loc, hits, seen)
             _record(journal, touched, f"lake:{'/'.join(loc.key_path)}", "/".join(loc.asset_path), loc.partition, rows)
     for derived, hits in list(lake_erasure.derived_files(store, matcher)):  # state derived by other code
@@ -256,7 +257,7 @@ def _finish_pending(journal: ErasureJournal, touched: Touched, seen: set[str]) -
         journal.partition_done(where, state["rows"])
         *folder, partition = where.split("/")
         if folder[0] == "sfmc":
-            asset = f"sfmc/{dict(lake_erasure.LAYERS)[folder[1]]}/{folder[2]}"
+            asset = "/".join(["sfmc", dict(lake_erasure.LAYERS)[folder[1]], *folder[2:]])
             _record(journal, touched, f"lake:{'/'.join(folder)}", asset, partition, state["rows"])
         else:
             journal.count(f"lake:{'/'.join(folder)}", state["rows"])
@@ -285,13 +286,13 @@ def _erase_warehouse(targets: Targets, matcher: Matcher, journal: ErasureJournal
 def _verify(targets: Targets, matcher: Matcher, journal: ErasureJournal) -> None:
     """Search every store again; what is left is a problem the request reports (status `incomplete`)."""
     store, problems = targets.lake, []
-    for de in targets.config.data_extensions:
-        if person_columns(de, lake_erasure.known_fields(store, de)):
-            problems += [f"rows remain in {loc}" for loc, _ in lake_erasure.find(store, de, matcher)]
+    for chain in lake_erasure.chains(targets.config):
+        if person_columns(chain.de, lake_erasure.known_fields(store, chain)):
+            problems += [f"rows remain in {loc}" for loc, _ in lake_erasure.find(store, chain, matcher)]
         else:
             problems += [f"{where}: the contact's values are in a data extension without a contact key or e-mail "
-                         f"column; set privacy.contact_key for {de.name}"
-                         for where in lake_erasure.unkeyed_hits(store, de, matcher)]
+                         f"column; set privacy.contact_key for {chain.de.name}"
+                         for where in lake_erasure.unkeyed_hits(store, chain, matcher)]
     problems += [f"rows remain in {loc}" for loc, _ in lake_erasure.derived_files(store, matcher)]
     deleted, in_flight = lake_erasure.staged_files(store, matcher)
     problems += [f"a write in progress ({name}) holds the contact's rows: run the erasure again once it ends"

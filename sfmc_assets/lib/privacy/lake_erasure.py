@@ -1,6 +1,7 @@
 """A contact's rows in the Parquet lake: found, collected, and removed partition by partition.
 
-Every layer of every data extension is searched: raw (source column names), clean, quarantine and
+Every layer of every chain is searched (each data extension, and each tracking-event type, whose
+partitions live under `sfmc/<layer>/events/<type>`): raw (source column names), clean, quarantine and
 deletes (clean names), on the columns that say whose row it is (lib/personal.py `person_columns`). A
 partition holding matching rows is rewritten without them through the lake's atomic writer, its footer
 metadata kept (a raw partition's fields), so a reader sees the old file or the new one, never a mix.
@@ -19,7 +20,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sfmc_assets.lib.config import DataExtensionConfig
+from sfmc_assets.lib.config import DataExtensionConfig, ProjectConfig
+from sfmc_assets.lib.events import as_data_extension, configured
 from sfmc_assets.lib.extract import fields_from_metadata
 from sfmc_assets.lib.lake import STAGING_DIR, ParquetLake
 from sfmc_assets.lib.marketing_cloud.fields import FieldSpec
@@ -60,31 +62,47 @@ class DerivedFile:
 
 
 @dataclass(frozen=True)
-class Location:
-    """One partition file of one layer of one data extension."""
+class Chain:
+    """A data extension, or a tracking-event type described as one: what its partitions hold, and the
+    folder name under each layer (`("contacts",)`, `("events", "open")`)."""
 
-    de: str
+    de: DataExtensionConfig
+    name: tuple[str, ...]
+
+
+def chains(config: ProjectConfig) -> list[Chain]:
+    """Every chain of partitions the configuration writes."""
+    out = [Chain(de, (de.name,)) for de in config.data_extensions]
+    return out + [Chain(as_data_extension(e, config), ("events", e.name)) for e in configured(config)]
+
+
+@dataclass(frozen=True)
+class Location:
+    """One partition file of one layer of one chain."""
+
+    name: tuple[str, ...]
     layer: str
     partition: str
 
     @property
     def key_path(self) -> list[str]:
-        return ["sfmc", self.layer, self.de]
+        return ["sfmc", self.layer, *self.name]
 
     @property
     def asset_path(self) -> list[str]:
-        return ["sfmc", dict(LAYERS)[self.layer], self.de]
+        return ["sfmc", dict(LAYERS)[self.layer], *self.name]
 
     def __str__(self) -> str:
         return f"{'/'.join(self.key_path)}/{self.partition}"
 
 
-def known_fields(store: ParquetLake, de: DataExtensionConfig) -> tuple[FieldSpec, ...]:
+def known_fields(store: ParquetLake, chain: Chain) -> tuple[FieldSpec, ...]:
     """The configured fields, else those the newest raw partition was read with."""
-    if de.fields is not None:
-        return de.fields
-    for partition in reversed(store.partitions(["sfmc", "raw", de.name])):
-        found = fields_from_metadata(store.file_metadata(["sfmc", "raw", de.name], partition))
+    if chain.de.fields is not None:
+        return chain.de.fields
+    raw = ["sfmc", "raw", *chain.name]
+    for partition in reversed(store.partitions(raw)):
+        found = fields_from_metadata(store.file_metadata(raw, partition))
         if found:
             return found
     return ()
@@ -94,18 +112,17 @@ def known_fields(store: ParquetLake, de: DataExtensionConfig) -> tuple[FieldSpec
 ALL_LAYERS = tuple(layer for layer, _ in LAYERS)
 
 
-def partitions(store: ParquetLake, de: DataExtensionConfig,
-               layers: tuple[str, ...] = ALL_LAYERS) -> Iterator[Location]:
+def partitions(store: ParquetLake, chain: Chain, layers: tuple[str, ...] = ALL_LAYERS) -> Iterator[Location]:
     for layer in layers:
-        for partition in store.partitions(["sfmc", layer, de.name]):
-            yield Location(de.name, layer, partition)
+        for partition in store.partitions(["sfmc", layer, *chain.name]):
+            yield Location(chain.name, layer, partition)
 
 
-def find(store: ParquetLake, de: DataExtensionConfig, matcher: Matcher,
+def find(store: ParquetLake, chain: Chain, matcher: Matcher,
          layers: tuple[str, ...] = ALL_LAYERS) -> Iterator[tuple[Location, dict[str, list[str]]]]:
     """The partitions (of `layers`) holding the request's values, with the matching values per column."""
-    wanted = person_columns(de, known_fields(store, de))
-    for loc in partitions(store, de, layers):
+    wanted = person_columns(chain.de, known_fields(store, chain))
+    for loc in partitions(store, chain, layers):
         scan = store.scan(loc.key_path, loc.partition)
         names = scan.collect_schema().names()
         hits = matcher.in_frame(scan, [c for c in wanted if c in names])
@@ -129,10 +146,10 @@ def rewrite_without(store: ParquetLake, loc: PartitionFile, hits: dict[str, list
     return removed
 
 
-def rows_of(store: ParquetLake, de: DataExtensionConfig, matcher: Matcher, layer: str) -> pl.DataFrame | None:
+def rows_of(store: ParquetLake, chain: Chain, matcher: Matcher, layer: str) -> pl.DataFrame | None:
     """Every row of one layer that belongs to the request (for collecting e-mails and identities)."""
     frames = [store.scan(loc.key_path, loc.partition).filter(drop_expr(hits))
-              for loc, hits in find(store, de, matcher, (layer,))]
+              for loc, hits in find(store, chain, matcher, (layer,))]
     return pl.concat(frames, how="diagonal_relaxed").collect() if frames else None
 
 
@@ -156,10 +173,10 @@ def derived_files(store: ParquetLake, matcher: Matcher) -> Iterator[tuple[Derive
             yield loc, hits
 
 
-def unkeyed_hits(store: ParquetLake, de: DataExtensionConfig, matcher: Matcher) -> list[str]:
-    """Partitions of a data extension without person columns whose text columns hold the request's values."""
+def unkeyed_hits(store: ParquetLake, chain: Chain, matcher: Matcher) -> list[str]:
+    """Partitions of a chain without person columns whose text columns hold the request's values."""
     found = []
-    for loc in partitions(store, de):
+    for loc in partitions(store, chain):
         scan = store.scan(loc.key_path, loc.partition)
         text = [c for c, t in scan.collect_schema().items() if t == pl.String]
         if matcher.in_frame(scan, text):

@@ -41,7 +41,7 @@ def expired(store: ParquetLake, config: ProjectConfig, today: dt.date) -> list[E
     for de in config.data_extensions:
         for layer, setting, days in _layers(de.privacy.retention_days, de.privacy.clean_retention_days):
             cutoff = today - dt.timedelta(days=days)
-            found += [Expired(Location(de.name, layer, p), setting, days)
+            found += [Expired(Location((de.name,), layer, p), setting, days)
                       for p in store.partitions(["sfmc", layer, de.name]) if dt.date.fromisoformat(p) < cutoff]
     return sorted(found, key=lambda e: (e.location.partition, str(e.location)))
 
