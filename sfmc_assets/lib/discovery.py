@@ -22,7 +22,7 @@ from sfmc_assets.lib.marketing_cloud.catalog import DataExtensionSummary, fields
 from sfmc_assets.lib.marketing_cloud.client import MarketingCloudClient
 from sfmc_assets.lib.marketing_cloud.fields import FieldSpec, snake_case
 from sfmc_assets.lib.marketing_cloud.rowset import MAX_PAGE_SIZE, RowsetReader
-from sfmc_assets.lib.personal import PII_ROLES, PII_TYPES, mask
+from sfmc_assets.lib.personal import PII_ROLES, mask, named_personal
 
 #: Name stems (lower-case, letters and digits only) that make a source column likely to hold a role.
 ROLE_NAMES: dict[str, tuple[str, ...]] = {
@@ -113,10 +113,10 @@ def first_rows(client: MarketingCloudClient, de: DiscoveredDataExtension, rows: 
 
 
 def personal_fields(fields: tuple[FieldSpec, ...]) -> list[str]:
-    """Columns likely to hold personal data: e-mail and phone types, and names of personal roles."""
+    """Columns likely to hold personal data: e-mail and phone types, names of personal roles, and names
+    that say so (the same test as the assets' previews, `lib/personal.py`)."""
     stems = {stem for role in PII_ROLES for stem in ROLE_NAMES[role]}
-    return [f.name for f in fields if f.type in PII_TYPES or _stem(f.name) in stems
-            or any(s in _stem(f.name) for s in ("email", "phone", "firstname", "lastname"))]
+    return list(dict.fromkeys([*(f.name for f in fields if _stem(f.name) in stems), *named_personal(fields)]))
 
 
 def masked(frame: pl.DataFrame, fields: tuple[FieldSpec, ...]) -> pl.DataFrame:

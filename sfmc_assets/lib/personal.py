@@ -6,10 +6,12 @@ published can carry a hash instead of the clear value (`privacy.hash`), and colu
 left in Marketing Cloud (`privacy.keep_unmapped: false`).
 """
 
+import re
 from collections.abc import Iterable, Sequence
 
 import duckdb
 import polars as pl
+from anyascii import anyascii
 
 from sfmc_assets.lib.config import DataExtensionConfig
 from sfmc_assets.lib.marketing_cloud.fields import FieldSpec
@@ -21,6 +23,20 @@ PII_ROLES = ("email", "first_name", "last_name", "phone")
 PII_TYPES = ("EmailAddress", "Phone")
 #: A SHA-256 in hex: 64 characters, what a hashed column holds.
 SHA256_HEX_LENGTH = 64
+#: Name stems (lower-case ASCII letters and digits) of columns that hold personal data whatever their type:
+#: a Text column `FirstName` or `Mobile Number` in a data extension without a `kind` is masked too.
+PERSONAL_NAME_STEMS = ("email", "mail", "phone", "mobile", "firstname", "givenname", "forename", "prenom",
+                       "lastname", "surname", "familyname", "fullname", "birth", "street", "postcode", "zipcode")
+
+
+def _stem(name: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", anyascii(name).lower())
+
+
+def named_personal(fields: Iterable[FieldSpec]) -> list[str]:
+    """Source columns whose type or name says they hold personal data (e-mail, phone, names, birth...)."""
+    return [f.name for f in fields
+            if f.type in PII_TYPES or any(stem in _stem(f.name) for stem in PERSONAL_NAME_STEMS)]
 
 
 def contact_key_column(de: DataExtensionConfig) -> str | None:
@@ -30,10 +46,10 @@ def contact_key_column(de: DataExtensionConfig) -> str | None:
 
 
 def personal_columns(de: DataExtensionConfig, fields: Sequence[FieldSpec]) -> list[str]:
-    """The clean columns of `de` that hold personal data: roles, e-mail and phone fields, the contact key,
-    the columns the configuration declares personal or hashes."""
+    """The clean columns of `de` that hold personal data: roles, e-mail and phone fields and columns named
+    like personal data, the contact key, the columns the configuration declares personal or hashes."""
     names = de.clean_names(fields)
-    typed = [names[f.name] for f in fields if f.type in PII_TYPES]
+    typed = [names[f] for f in named_personal(fields)]
     roles = [r for r in PII_ROLES if r in names.values()]
     key = contact_key_column(de)
     declared = [de.clean_name(c) for c in (*([key] if key else []), *de.privacy.personal)]
