@@ -38,7 +38,7 @@ TOKEN = "3934bf37-a0a4-4312-94ba-b4b071079146"
 
 def body(items: Sequence[Mapping[str, Any]] | None, *, count: int, page: int = 1, page_size: int = 2500,
          more: bool = False) -> dict[str, Any]:
-    """A rowset page shaped like the reference's captures (§2.3)."""
+    """A rowset page shaped like the ones public clients capture from the real route."""
     links = {"self": f"/v1/customobjectdata/token/{TOKEN}/rowset?$page={page}"}
     if more:
         links["next"] = f"/v1/customobjectdata/token/{TOKEN}/rowset?$page={page + 1}"
@@ -97,7 +97,7 @@ def test_envelope_fields_are_read() -> None:
 
 
 def test_an_empty_data_extension_has_no_items_key() -> None:
-    """Reference §2.3: count 0 comes without `items` at all."""
+    """A page with count 0 comes without `items` at all."""
     page = decode_page(orjson.dumps(body(None, count=0)))
     assert (page.count, page.n_rows, page.rows) == (0, 0, None)
     assert decode_page(orjson.dumps(body([], count=0))).rows is None

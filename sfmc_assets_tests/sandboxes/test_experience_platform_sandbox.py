@@ -548,7 +548,7 @@ def test_missing_required_fields_and_type_errors_in_contacts(client: Client) -> 
     rows.append({"personalEmail": {"address": "b@example.com"}})  # no primary identity on a Profile dataset
     batch = client.ingest(CONTACTS, jsonl(rows), "json")
     assert batch["status"] == "failed"
-    # Without error diagnostics Platform only reports the generic code (doc §2.6).
+    # Without error diagnostics Platform only reports the generic code.
     assert [e["code"] for e in batch["errors"]] == ["INGEST-1211-400"]
     messages = [e["message"] for r in client.sb.batches()[0]["rowErrors"] for e in r["errors"]]
     assert "expected type: Boolean, found: String" in messages

@@ -1,7 +1,7 @@
 """The Marketing Cloud sandbox behaves like Marketing Cloud for everything the client calls.
 
 Everything goes over real HTTP with plain `requests` (not the project's client): these tests pin the
-sandbox's wire formats (shared/reference/marketing-cloud-api.md §1-5, checklist §9), its fault knobs and
+sandbox's wire formats (token, rowset paging, filters, metadata, errors), its fault knobs and
 its data, so that client tests against it mean something.
 """
 

@@ -5,7 +5,7 @@ a later issue can register another one (``POST /_sandbox/schemas``) and create a
 real Catalog route.  The one non-JSON-schema type is ``"identityMap"``: XDM's map of namespace ->
 identities, which JSON schema cannot express compactly.
 
-Field paths follow compatibility-mode XDM (reference doc §4.1): standard fields at the root (``person``,
+Field paths follow compatibility-mode XDM: standard fields at the root (``person``,
 ``personalEmail``, ``identityMap``, ``web``, ``commerce``), tenant fields under ``_sfmcsandbox``.
 """
 
@@ -25,7 +25,7 @@ PROFILE_CLASS = "https://ns.adobe.com/xdm/context/profile"
 EVENT_CLASS = "https://ns.adobe.com/xdm/context/experienceevent"
 SCHEMA_CONTENT_TYPE = "application/vnd.adobe.xed+json;version=1"
 
-# Standard identity namespaces (doc §4.3) plus the sandbox org's one custom namespace.  CRMID is not
+# Standard identity namespaces plus the sandbox org's one custom namespace.  CRMID is not
 # standard in Platform, so it is deliberately absent.  identityMap keys are namespace codes (identity
 # symbols): "Emails (SHA256, lowercased)" is the display name of the code Email_LC_SHA256, and so on.
 STANDARD_NAMESPACES = (
@@ -46,10 +46,10 @@ STANDARD_NAMESPACES = (
 CUSTOM_NAMESPACES = ("SFMCSubscriberKey",)
 AUTHENTICATED_STATES = ("ambiguous", "authenticated", "loggedOut")
 
-# Per-row error codes Platform documents for batch ingestion (doc §2.6).
+# Per-row error codes Platform documents for batch ingestion.
 CODE_CORRUPT = "INGEST-1401-400"
 CODE_REQUIRED = "INGEST-1555-400"
-MAX_ERRORS_PER_ROW = 5  # streaming validation stops after 5 errors per message (doc §3.2)
+MAX_ERRORS_PER_ROW = 5  # streaming validation stops after 5 errors per message
 
 _S: dict[str, Any] = {"type": "string"}
 _DATETIME: dict[str, Any] = {"type": "string", "format": "date-time"}
@@ -132,7 +132,7 @@ ENGAGEMENT_SCHEMA: dict[str, Any] = {
 }
 
 # web.webPageDetails and commerce.order / commerce.purchases are Adobe's standard ExperienceEvent field
-# groups ("Web Details", "Commerce Details"); the reference doc names the eventTypes (web.*, commerce.*)
+# groups ("Web Details", "Commerce Details"); Adobe documents the eventTypes (web.*, commerce.*)
 # but not the field paths, so these follow the published XDM field groups.
 ACTIVITIES_SCHEMA: dict[str, Any] = {
     "$id": _schema_id("sfmc-web-activities"),
@@ -259,7 +259,7 @@ _TYPES = {"object", "string", "number", "integer", "boolean", "identityMap", "ar
 def normalise_schema(schema: dict[str, Any]) -> dict[str, Any]:
     """Check a schema dict and return a copy with the class-mandated required fields added.
 
-    ExperienceEvent makes ``_id`` and ``timestamp`` required whatever the author wrote (doc §4.4), so a
+    ExperienceEvent makes ``_id`` and ``timestamp`` required whatever the author wrote, so a
     registered event schema cannot forget them.
     """
     if not isinstance(schema, dict) or not isinstance(schema.get("$id"), str) or not schema["$id"]:
@@ -299,7 +299,7 @@ def _check_node(node: Any, where: str) -> None:
 
 @dataclass
 class RowError:
-    """One violation, in the shape of Platform's validation reports (doc §2.8, §3.2)."""
+    """One violation, in the shape of Platform's validation reports."""
 
     code: str
     pointer: str
@@ -315,7 +315,7 @@ class RowError:
         }
 
 
-# RFC 3339 date-time: Platform's examples always carry an offset (doc §2.9, §4.4).
+# RFC 3339 date-time: Platform's examples always carry an offset.
 _DATETIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
@@ -364,7 +364,7 @@ class Validator:
 
     ``from_parquet`` changes one rule: Parquet columns cannot be omitted per row, so a null there means
     "absent" (and an all-null struct is dropped), whereas an explicit JSON ``null`` is rejected as the doc
-    says ("does not accept null or empty values ... the key should be excluded", §2.9).
+    says ("does not accept null or empty values ... the key should be excluded").
     """
 
     schema: dict[str, Any]
@@ -428,7 +428,7 @@ class Validator:
                 and self._parquet
                 and all(isinstance(p, tuple) for p in value)
             ):
-                value = dict(value)  # Parquet map -> object (Object<->Map is convertible, doc §2.9)
+                value = dict(value)  # Parquet map -> object (Object<->Map is convertible)
             if not isinstance(value, dict):
                 return self._type_error(ptr, "JSONObject", value)
             obj = self._object(node, value, ptr)
@@ -479,7 +479,7 @@ class Validator:
         return value
 
     def _datetime(self, value: Any, ptr: str) -> str | None:
-        # ISO-8601 strings, epoch milliseconds (Long -> Date-Time is allowed) or Parquet timestamps (§2.9).
+        # ISO-8601 strings, epoch milliseconds (Long -> Date-Time is allowed) or Parquet timestamps.
         if isinstance(value, dt.datetime):
             return _iso(value)
         if isinstance(value, int) and not isinstance(value, bool):
@@ -504,7 +504,7 @@ class Validator:
             return value
         if isinstance(value, decimal.Decimal) and value == value.to_integral_value():
             return int(value)
-        if isinstance(value, str):  # String -> numeric is a documented coercion (§2.9)
+        if isinstance(value, str):  # String -> numeric is a documented coercion
             try:
                 return int(value.strip())
             except ValueError:
@@ -606,7 +606,7 @@ class Validator:
         return item
 
     def _check_event_timestamp(self, record: dict[str, Any]) -> None:
-        # doc §4.4: "must be in the past and >= 1970".  The future check is left out so that clock skew
+        # "must be in the past and >= 1970".  The future check is left out so that clock skew
         # between a test host and the sandbox cannot fail a batch.
         stamp = record.get("timestamp")
         if self.schema.get("meta:class") == EVENT_CLASS and isinstance(stamp, str) and stamp < "1970-01-01T":
@@ -619,7 +619,7 @@ class Validator:
         if len(primaries) > 1:
             self._err(CODE_CORRUPT, "#/identityMap", "primary", "more than one identity is marked primary")
         elif self.require_primary_identity and not primaries:
-            # A Profile-enabled dataset needs a primary identity on every record (doc §4.2).
+            # A Profile-enabled dataset needs a primary identity on every record.
             self._err(
                 CODE_REQUIRED,
                 "#/identityMap",

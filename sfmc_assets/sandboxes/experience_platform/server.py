@@ -55,8 +55,8 @@ from .schemas import (
     normalise_schema,
 )
 
-DEFAULT_MAX_FILE_BYTES = 256 * 1024 * 1024  # small-file PUT limit (doc §2.2, §8)
-IMS_EXPIRES_IN = 86399  # what IMS reports for its 24 h tokens (doc §1.2)
+DEFAULT_MAX_FILE_BYTES = 256 * 1024 * 1024  # small-file PUT limit
+IMS_EXPIRES_IN = 86399  # what IMS reports for its 24 h tokens
 # The doc leaves AEP scopes UNCONFIRMED and says to accept any non-empty scope; this is the commonly used one.
 DEFAULT_SCOPES = "openid,session,AdobeID,read_organizations,additional_info.projectedProductContext"
 STATE_FILE = "catalog.json"
@@ -80,7 +80,7 @@ def _now_ms() -> int:
 
 
 def _ulid() -> str:
-    """Batch ids in Adobe's examples are ULID-like (doc §2.1): 10 time chars + 16 random chars."""
+    """Batch ids in Adobe's examples are ULID-like: 10 time chars + 16 random chars."""
     value = (_now_ms() << 80) | secrets.randbits(80)
     return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
 
@@ -100,12 +100,12 @@ class HttpError(Exception):
 
 
 def gateway_error(code: str, message: str) -> HttpError:
-    # HTTP status = first three digits of the gateway code (doc §1.5; the mapping itself is UNCONFIRMED).
+    # HTTP status = first three digits of the gateway code (the mapping itself is UNCONFIRMED).
     return HttpError(int(code[:3]), {"error_code": code, "message": message})
 
 
 def problem(status: int, title: str, detail: str) -> HttpError:
-    # The gateway's documented 400 body shape (doc §1.5).  Service-level 4xx bodies are not documented
+    # The gateway's documented 400 body shape.  Service-level 4xx bodies are not documented
     # (UNCONFIRMED), so every service error reuses this shape with a fitting title.
     return HttpError(
         status, {"type": "/placeholder/type/uri", "status": status, "title": title, "detail": detail}
@@ -468,13 +468,13 @@ class ExperiencePlatformSandbox:
 
     def handle_ims(self, req: _Request) -> tuple[int, Any]:
         ctype = req.headers.get("Content-Type", "")
-        form = dict(urllib.parse.parse_qsl(req.query_string))  # parameters may be in the query (doc §1.1)
+        form = dict(urllib.parse.parse_qsl(req.query_string))  # parameters may be in the query
         if req.body:
             if not ctype.startswith("application/x-www-form-urlencoded"):
                 raise ims_error("invalid_request", "Content-Type must be application/x-www-form-urlencoded")
             form.update(urllib.parse.parse_qsl(req.body.decode("utf-8", "replace")))
         grant = form.get("grant_type")
-        # Missing-parameter and grant-type wording is UNCONFIRMED; invalid_client bodies are from doc §1.3.
+        # Missing-parameter and grant-type wording is UNCONFIRMED; invalid_client bodies are Adobe's documented ones.
         if not grant:
             raise ims_error("invalid_request", "missing grant_type parameter")
         if grant != "client_credentials":
@@ -510,7 +510,7 @@ class ExperiencePlatformSandbox:
         return 200, {"access_token": token, "token_type": "bearer", "expires_in": expires_in}
 
     def check_gateway(self, req: _Request) -> None:
-        """The Adobe I/O gateway rules of doc §1.4/§1.5, in the order the doc lists them."""
+        """The Adobe I/O gateway rules, in the order Adobe's troubleshooting guide lists them."""
         auth = req.headers.get("Authorization")
         if not auth:
             raise gateway_error("403010", "Oauth token is missing.")
@@ -552,7 +552,7 @@ class ExperiencePlatformSandbox:
         input_format = body.get("inputFormat")
         if not isinstance(input_format, dict) or not isinstance(input_format.get("format"), str):
             raise problem(400, "BadRequestError", "inputFormat.format is required")
-        fmt = input_format["format"].lower()  # OAS says JSON/Parquet, docs say json/parquet (doc §2.1)
+        fmt = input_format["format"].lower()  # OAS says JSON/Parquet, docs say json/parquet
         if fmt not in ("json", "parquet"):
             raise problem(
                 400, "BadRequestError", f"inputFormat.format {fmt!r} is not supported by the sandbox"
@@ -594,7 +594,7 @@ class ExperiencePlatformSandbox:
             raise problem(400, "BadRequestError", "replay.predecessors must be a non-empty list of batch ids")
         out = []
         for pred in raw:
-            # The doc writes each id as "${batchId}" and reads it as a "$" prefix (doc §2.1); whether the
+            # The doc writes each id as "${batchId}" and reads it as a "$" prefix; whether the
             # braces are literal is UNCONFIRMED, so "$id", "${id}" and a bare id are all accepted.
             batch_id = pred.removeprefix("$").removeprefix("{").removesuffix("}")
             found = self._state["batches"].get(batch_id)
@@ -822,7 +822,7 @@ def _int(value: str) -> int:
 
 
 def _paging(q: dict[str, str]) -> tuple[int, int]:
-    """Catalog paging: default 20, max 100, limit=0 rejected (doc §2.6, §5.3)."""
+    """Catalog paging: default 20, max 100, limit=0 rejected."""
     limit = _int(q.get("limit", "20"))
     start = _int(q.get("start", "0"))
     if not 1 <= limit <= 100 or start < 0:
@@ -831,7 +831,7 @@ def _paging(q: dict[str, str]) -> tuple[int, int]:
 
 
 def _project(obj: dict[str, Any], q: dict[str, str]) -> dict[str, Any]:
-    """Apply ``properties=a,b`` (top-level keys only, doc §5.3)."""
+    """Apply ``properties=a,b`` (top-level keys only)."""
     if not q.get("properties"):
         return obj
     keep = {p.strip() for p in q["properties"].split(",")}
@@ -918,7 +918,7 @@ class _Handler(BaseHTTPRequestHandler):
                 with sb._lock:
                     sb._stats[route] += 1
                 # Too large to buffer: answer before reading and drop the connection.  The 413 status is
-                # UNCONFIRMED (doc §11.3: "> 256 MB -> 413-ish").
+                # UNCONFIRMED ("> 256 MB -> 413-ish").
                 self.close_connection = True
                 if length <= 8 * 1024 * 1024:  # small enough to drain so the client sees the answer
                     self.rfile.read(length)
@@ -1014,7 +1014,7 @@ def _raise(err: HttpError) -> Any:
 def _fault_error(fault: Fault, route: str) -> HttpError:
     """An injected 5xx/429 in the shape of the service being faulted.
 
-    Platform documents no body for 429/5xx on these APIs (doc §8, UNCONFIRMED): IMS gets OAuth-style
+    Platform documents no body for 429/5xx on these APIs (not documented): IMS gets OAuth-style
     errors, the gateway gets the problem shape; 429 and 503 carry ``Retry-After`` seconds.
     """
     headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}

@@ -1,6 +1,6 @@
 """`$filter` and `$orderBy` of the rowset API, parsed into parameterised DuckDB SQL.
 
-Grammar (reference §2.5; no official grammar was found, so this is the union of what clients send):
+Grammar (Salesforce publishes none for the rowset route, so this is the union of what public clients send):
     expr    := term ("or" term)*
     term    := factor ("and" factor)*
     factor  := "not" factor | "(" expr ")" | field op literal | field "between" literal "and" literal

@@ -61,10 +61,10 @@ def _error(status: int, message: str, errorcode: int) -> _Reply:
 
 
 def _fault_reply(fault: Fault, route: str) -> _Reply:
-    """The status and body Marketing Cloud sends for `fault.status` (reference §1.4, §4.2)."""
+    """The status and body Marketing Cloud sends for `fault.status`."""
     status = fault.status or 500
     if status == 429:
-        # The token endpoint throttles with 50200 (reference §1.4); REST routes with 50100 + Retry-After.
+        # The token endpoint throttles with 50200; REST routes with 50100 + Retry-After.
         if fault.errorcode == 50200 or (route == "token" and fault.errorcode is None):
             return _Reply(429, {"message": "Your requests are temporarily blocked.", "errorcode": 50200,
                                 "documentation": DOC})
@@ -342,7 +342,7 @@ class Handler(BaseHTTPRequestHandler):
         tenant = self.server.sandbox.tenant
         de = tenant.get(key)
         if de is None:
-            # Status UNCONFIRMED; the message is what clients match on (reference §4.2).
+            # Status UNCONFIRMED; the message is what clients match on.
             raise _error(404, f"Data Extension cannot be retrieved for key {key}.", 30003)
         now = dt.datetime.now(dt.timezone.utc)
         try:
@@ -363,7 +363,7 @@ class Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             pinned = self.server.pinned.get(token)
         if pinned is None or pinned.expires < dt.datetime.now(dt.timezone.utc):
-            # Shape UNCONFIRMED (reference §9 item 4).
+            # The shape of this error is not documented: the REST error shape, as for the other routes.
             raise _error(404, f"Request token {token} was not found or has expired.", 30003)
         return 200, self._envelope(token, pinned, self._page_no(query)), {}
 
@@ -375,7 +375,7 @@ class Handler(BaseHTTPRequestHandler):
             del self.server.pinned[next(iter(self.server.pinned))]
 
     def _envelope(self, token: str, pinned: Any, page: int) -> bytes:
-        """The rowset envelope (reference §2.3), `items` spliced in already encoded, absent when empty."""
+        """The rowset envelope, `items` spliced in already encoded, absent when empty."""
         tenant = self.server.sandbox.tenant
         de = tenant.get(pinned.key)
         if de is None:  # dropped since the token was issued
@@ -418,7 +418,7 @@ class Handler(BaseHTTPRequestHandler):
             found = [d for d in tenant.data_extensions.values()
                      if term.lower() in d.key.lower() or term.lower() in d.name.lower()
                      or term.lower() in d.description.lower()]
-            chunk = found[(page - 1) * 25: page * 25]  # the server ignores $pageSize here (reference §3.2)
+            chunk = found[(page - 1) * 25: page * 25]  # the server ignores $pageSize here
             items = [{"id": d.id, "name": d.name, "key": d.key, "description": d.description,
                       "rowCount": tenant.count(d), "isSendable": d.sendable, "isTestable": False} for d in chunk]
             links = {"self": f"/v1/customobjects?$search={quote(term, safe='')}&$page={page}"}
