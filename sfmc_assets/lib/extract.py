@@ -206,10 +206,7 @@ def extract_window(
     """
     started = time.monotonic()
     calls_before, retries_before = client.counters["api_calls"], client.counters["retries"]
-    try:
-        checked = check_fields(de, discover_fields(client, de.external_key))
-    except SchemaDriftError as exc:
-        raise exc.with_context(data_extension=de.external_key) from None
+    checked = _checked_fields(client, de)
     policy = policy or LakePolicy(de, None)
     fields, stored, select = _columns(checked, policy)
     flt = read_filter(de, window, utc_offset)
@@ -240,6 +237,14 @@ def extract_window(
         f"no consistent read after {consistency_attempts} attempts: {last_error.reason}",
         data_extension=de.external_key, request=f"rowset $filter={flt}" if flt else "rowset (all rows)",
     )
+
+
+def _checked_fields(client: MarketingCloudClient, de: DataExtensionConfig) -> FieldCheck:
+    """Marketing Cloud's fields for `de`, checked against the configuration (drift names the data extension)."""
+    try:
+        return check_fields(de, discover_fields(client, de.external_key))
+    except SchemaDriftError as exc:
+        raise exc.with_context(data_extension=de.external_key) from None
 
 
 def _columns(checked: FieldCheck, policy: LakePolicy) -> tuple[tuple[FieldSpec, ...], tuple[FieldSpec, ...],

@@ -187,28 +187,9 @@ class Handler(BaseHTTPRequestHandler):
             return
         other: Fault | None = None
         if route != "control":
-            self.server.count(route)
-            if route == "rowset":
-                self.server.count("rowset_token" if "/token/" in path else "rowset_key")
-            faults = self.server.faults.take_request(route, key)
-            for fault in faults:
-                if fault.kind == "latency":
-                    time.sleep(fault.latency_ms / 1000)
-            other = next((f for f in faults if f.kind != "latency"), None)
-            if other is not None:
-                self.server.count("faults_served")
-                if other.kind == "status":
-                    reply = _fault_reply(other, route)
-                    self._send(reply.status, reply.body, reply.headers)
-                    return
-                if other.kind == "reset":
-                    self._reset()
-                    return
-                if other.kind == "expire_token":
-                    with self.server.lock:
-                        self.server.tokens.clear()
-                if other.kind == "mutate":
-                    self._mutate_for(query, path, other)
+            other = self._take_fault(route, key, path)
+            if other is not None and not self._apply_fault(other, route, query, path):
+                return  # the fault was the answer
         try:
             status, payload, headers = handler(query, body, path)
         except _Reply as reply:
@@ -219,19 +200,53 @@ class Handler(BaseHTTPRequestHandler):
                              "documentation": DOC})
             return
         if route != "control" and other is not None and other.kind in ("malformed", "truncate"):
-            raw = payload if isinstance(payload, bytes) else orjson.dumps(payload)
-            if other.kind == "malformed":
-                self._send(status, raw[: max(1, len(raw) // 2)])
-            else:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw[: len(raw) // 2])
-                self.wfile.flush()
-                self._reset()
+            self._send_broken(other.kind, status, payload)
             return
         self._send(status, payload, headers)
+
+    def _take_fault(self, route: str, key: str | None, path: str) -> Fault | None:
+        """Count the request, sleep through its latency faults; the other fault scheduled for it, if any."""
+        self.server.count(route)
+        if route == "rowset":
+            self.server.count("rowset_token" if "/token/" in path else "rowset_key")
+        faults = self.server.faults.take_request(route, key)
+        for fault in faults:
+            if fault.kind == "latency":
+                time.sleep(fault.latency_ms / 1000)
+        other = next((f for f in faults if f.kind != "latency"), None)
+        if other is not None:
+            self.server.count("faults_served")
+        return other
+
+    def _apply_fault(self, fault: Fault, route: str, query: dict[str, str], path: str) -> bool:
+        """Act out a fault before the route runs; False when the fault itself was the answer."""
+        if fault.kind == "status":
+            reply = _fault_reply(fault, route)
+            self._send(reply.status, reply.body, reply.headers)
+            return False
+        if fault.kind == "reset":
+            self._reset()
+            return False
+        if fault.kind == "expire_token":
+            with self.server.lock:
+                self.server.tokens.clear()
+        if fault.kind == "mutate":
+            self._mutate_for(query, path, fault)
+        return True
+
+    def _send_broken(self, kind: str, status: int, payload: Any) -> None:
+        """Half of the answer: as a complete but cut body (`malformed`), or cut off by a reset (`truncate`)."""
+        raw = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+        if kind == "malformed":
+            self._send(status, raw[: max(1, len(raw) // 2)])
+            return
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw[: len(raw) // 2])
+        self.wfile.flush()
+        self._reset()
 
     def _route(self, method: str, path: str) -> tuple[str, str | None, Any]:
         segs = [s for s in path.split("/") if s]
