@@ -120,9 +120,11 @@ def check_project_privacy(project: "ProjectConfig") -> None:
     if by_name[rules.contacts].privacy.clean_retention_days is not None:
         raise ValueError(f"{rules.contacts}: clean_retention_days would drop contacts the segment tables read "
                          "(every contact's latest row, however old)")
-    for name, window in ((rules.engagement, rules.engagement_window_days),
-                         (rules.activities, rules.activity_window_days)):
-        days = by_name[name].privacy.clean_retention_days
+    windows = [(rules.activities, rules.activity_window_days)]
+    if rules.engagement_source != "events":  # otherwise the engagement data extension is not read
+        windows.append((rules.engagement, rules.engagement_window_days))
+    for name, window in windows:
+        days = by_name[name].privacy.clean_retention_days if name in by_name else None
         if days is not None and days < window + project.lookback_days:
             raise ValueError(f"{name}: clean_retention_days {days} is shorter than the segment window "
                              f"({window} days) plus the look-back ({project.lookback_days})")
