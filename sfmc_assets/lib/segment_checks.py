@@ -30,3 +30,27 @@ def members_exist_in_contact_features(warehouse: DayTables, day: dt.date) -> tup
         [day],
     )
     return orphans.height == 0, {"orphan_members": orphans.height, "sample": orphans["contact_key"].head(5).to_list()}
+
+
+def inputs_complete(
+    read: dict[str, dict[str, str | None]], now: dict[str, dict[str, str | None]]
+) -> tuple[bool, dict[str, object]]:
+    """Every upstream day a day's features needed was there when read, and none was rewritten since.
+
+    `read` is what the step read per input (`day -> file version`, None when the file was missing; the
+    contacts as one `fingerprint` of all their days); `now` the same, listed again after the day was
+    written. This is evidence from the lake, independent of the Dagster statuses the step checked
+    before computing: it catches a partition whose file is gone although Dagster lists it as
+    materialised, and a partition rewritten while the features were being computed.
+    """
+    missing = {name: sorted(d for d, v in days.items() if v is None) for name, days in read.items()}
+    changed = {name: sorted(d for d, v in days.items() if v is not None and now.get(name, {}).get(d) != v)
+               for name, days in read.items()}
+    missing = {k: v for k, v in missing.items() if v}
+    changed = {k: v for k, v in changed.items() if v}
+    details: dict[str, object] = {
+        "days_read": {name: len(days) for name, days in read.items()},
+        "missing": missing or "none",
+        "changed_since_read": changed or "none",
+    }
+    return not missing and not changed, details
