@@ -59,7 +59,8 @@ def make_home(home: Path, code: Path, start: dt.date, mc: dict[str, object], aep
 
 
 def run_range(home: Path, code: Path, start: dt.date, end: dt.date, *, executor: str = "multiprocess",
-              start_method: str | None = None, bytecode: bool = True, select: str = "*") -> dict[str, object]:
+              start_method: str | None = None, bytecode: bool = True, select: str = "*",
+              max_concurrent: int | None = None) -> dict[str, object]:
     """One run of `select` over [start, end] with `code`, in a fresh process; its result line.
 
     `bytecode=False` imports everything from source, as a virtualenv installed without compiled
@@ -69,6 +70,9 @@ def run_range(home: Path, code: Path, start: dt.date, end: dt.date, *, executor:
            "SFMC_ASSETS_CONFIG": str(home / "config.yaml"), "SFMC_ASSETS_EXECUTOR": executor,
            "PYTHONPATH": str(code)}
     env.pop("SFMC_ASSETS_START_METHOD", None)
+    env.pop("SFMC_ASSETS_MAX_CONCURRENT", None)
+    if max_concurrent:
+        env["SFMC_ASSETS_MAX_CONCURRENT"] = str(max_concurrent)
     if start_method:
         env["SFMC_ASSETS_START_METHOD"] = start_method
     env.pop("PYTHONPYCACHEPREFIX", None)

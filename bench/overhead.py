@@ -21,12 +21,13 @@ from bench._pipeline import BASELINE_REF, REPO, checkout, days, experience_platf
 from bench._util import machine, sandbox_process, save
 
 START = dt.date(2026, 8, 1)
-VARIANTS = {  # name: (code, executor, start method, bytecode)
-    "before, as installed (no bytecode)": ("baseline", "multiprocess", None, False),
-    "before, with bytecode": ("baseline", "multiprocess", None, True),
-    "ours: multiprocess, forkserver + preload (default)": ("ours", "multiprocess", "forkserver", True),
-    "ours: multiprocess, spawn": ("ours", "multiprocess", "spawn", True),
-    "ours: in_process": ("ours", "in_process", None, True),
+VARIANTS = {  # name: (code, executor, start method, bytecode, steps at once (None: CPU count))
+    "before, as installed (no bytecode)": ("baseline", "multiprocess", None, False, None),
+    "before, with bytecode": ("baseline", "multiprocess", None, True, None),
+    "ours: multiprocess, forkserver + preload (default)": ("ours", "multiprocess", "forkserver", True, None),
+    "ours: forkserver + preload, 4 steps at once": ("ours", "multiprocess", "forkserver", True, 4),
+    "ours: multiprocess, spawn": ("ours", "multiprocess", "spawn", True, None),
+    "ours: in_process": ("ours", "in_process", None, True, None),
 }
 
 
@@ -38,14 +39,14 @@ def run(events_per_day: int = 1000, only: list[str] | None = None, baseline_ref:
     results: dict[str, dict[str, object]] = {}
     with checkout(baseline_ref) as baseline, experience_platform(0.2) as aep, \
             sandbox_process(rows, START.isoformat(), end.isoformat()) as mc:
-        for name, (which, executor, method, bytecode) in VARIANTS.items():
+        for name, (which, executor, method, bytecode, steps) in VARIANTS.items():
             if only and name not in only:
                 continue
             code = baseline if which == "baseline" else REPO
             with tempfile.TemporaryDirectory(prefix="sfmc_bench_overhead_") as tmp:
                 home = Path(tmp)
                 make_home(home, code, START, mc, aep)
-                kw = {"executor": executor, "start_method": method, "bytecode": bytecode}
+                kw = {"executor": executor, "start_method": method, "bytecode": bytecode, "max_concurrent": steps}
                 week = run_range(home, code, *days(START, 7), **kw)
                 day = run_range(home, code, *days(START + dt.timedelta(days=7), 1), **kw)
             results[name] = {"seven_days": week, "one_day": day}

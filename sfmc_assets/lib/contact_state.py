@@ -52,47 +52,60 @@ class ContactState:
     def __init__(self, store: ParquetLake, contacts: Sequence[str], state: Sequence[str], start: dt.date) -> None:
         self.store, self.contacts, self.state, self.start = store, list(contacts), list(state), start
         self._versions: dict[str, str] | None = None
+        self._snapshots: set[str] | None = None
         self._chain: dict[dt.date, str] = {}
         self._memory: tuple[dt.date, str, pl.DataFrame] | None = None
 
     # -- fingerprints ---------------------------------------------------------------------------------
 
     def refresh(self) -> None:
-        """Forget the partition versions read so far (call when contacts may have been rewritten since)."""
-        self._versions, self._chain = None, {}
+        """Forget what was listed so far (call when contacts may have been rewritten since)."""
+        self._versions, self._snapshots, self._chain = None, None, {}
 
     def versions(self) -> dict[str, str]:
+        """Version of each contacts partition, listed once (one call to the store)."""
         if self._versions is None:
             self._versions = self.store.versions(self.contacts)
         return self._versions
 
     def fingerprint(self, day: dt.date) -> str:
         """What state(`day`) is derived from: every contacts partition up to `day`, by version."""
-        if day < self.start:
-            return hashlib.sha256(f"{_FORMAT}|{'/'.join(self.contacts)}".encode()).hexdigest()[:20]
-        if day not in self._chain:
-            first = max((d for d in self._chain if d < day), default=self.start - dt.timedelta(days=1))
-            fp = self.fingerprint(first)
-            current = first + dt.timedelta(days=1)
-            while current <= day:
-                version = self.versions().get(current.isoformat(), "absent")
-                fp = hashlib.sha256(f"{fp}|{current}={version}".encode()).hexdigest()[:20]
-                self._chain[current] = fp
-                current += dt.timedelta(days=1)
-        return self._chain[day]
+        current = self.start - dt.timedelta(days=1)
+        fp = hashlib.sha256(f"{_FORMAT}|{'/'.join(self.contacts)}".encode()).hexdigest()[:20]
+        if day <= current:
+            return fp
+        if self._chain:  # extend the chain from its last day instead of from the start
+            last = max(self._chain)
+            if last >= day:
+                return self._chain[day]
+            current, fp = last, self._chain[last]
+        while current < day:
+            current += dt.timedelta(days=1)
+            fp = hashlib.sha256(f"{fp}|{current}={self.versions().get(current.isoformat(), 'absent')}".encode()
+                                ).hexdigest()[:20]
+            self._chain[current] = fp
+        return fp
 
     # -- the state ------------------------------------------------------------------------------------
 
-    def as_of(self, day: dt.date) -> pl.DataFrame:
+    def as_of(self, day: dt.date, _attempts: int = 3) -> pl.DataFrame:
         """The latest clean row of every contact modified before the end of `day` (all its columns)."""
         base_day, frame = self._closest_known(day)
         current = base_day + dt.timedelta(days=1)
-        while current <= day:
-            rows = self._read_partition(current)
-            if rows is not None and (rows.height or rows.width > frame.width):
-                frame = latest_per_contact([frame, rows])
-            self._remember(current, frame)
-            current += dt.timedelta(days=1)
+        try:
+            while current <= day:
+                rows = self._read_partition(current)
+                if rows is not None and (rows.height or rows.width > frame.width):
+                    frame = latest_per_contact([frame, rows])
+                self._remember(current, frame)
+                current += dt.timedelta(days=1)
+        except _Rewritten:
+            if _attempts <= 1:
+                raise RuntimeError(f"contacts partitions of {'/'.join(self.contacts)} keep changing while the "
+                                   f"state as of {day} is derived; retry once the run writing them is done") from None
+            self.refresh()
+            self._memory = None
+            return self.as_of(day, _attempts - 1)
         return frame
 
     def contact_keys(self, day: dt.date) -> pl.Series:
@@ -103,17 +116,22 @@ class ContactState:
         best_day, best = self.start - dt.timedelta(days=1), _EMPTY
         if self._memory and self._memory[0] <= day and self._memory[1] == self.fingerprint(self._memory[0]):
             best_day, _, best = self._memory
-        if best_day == day:
-            return best_day, best
-        snapshots = {}
-        for name in self.store.versions(self.state):
+            if best_day >= day - dt.timedelta(days=1):
+                return best_day, best  # one partition away at most: no need to look for a snapshot
+        found = {}
+        for name in self._snapshot_names():
             stamp, _, fp = name.partition(_SEP)
             if fp and best_day < _day(stamp) <= day:
-                snapshots[_day(stamp)] = fp
-        for snap_day in sorted(snapshots, reverse=True):
-            if snapshots[snap_day] == self.fingerprint(snap_day):
-                return snap_day, self.store.read(self.state, f"{snap_day}{_SEP}{snapshots[snap_day]}")
+                found[_day(stamp)] = fp
+        for snap_day in sorted(found, reverse=True):
+            if found[snap_day] == self.fingerprint(snap_day):
+                return snap_day, self.store.read(self.state, f"{snap_day}{_SEP}{found[snap_day]}")
         return best_day, best
+
+    def _snapshot_names(self) -> set[str]:
+        if self._snapshots is None:
+            self._snapshots = set(self.store.versions(self.state))
+        return self._snapshots
 
     def _read_partition(self, day: dt.date) -> pl.DataFrame | None:
         """Partition `day`, read so that its content is the version its fingerprint names."""
@@ -122,22 +140,24 @@ class ContactState:
             return None
         frame = self.store.read(self.contacts, day.isoformat())
         if self.store.version(self.contacts, day.isoformat()) != listed:
-            # Rewritten since we listed it (a contacts run is writing): what we read may not be what the
-            # fingerprint names, so list again and derive the chain from the new versions.
-            self.refresh()
-            return self._read_partition(day)
+            raise _Rewritten  # a contacts run is writing: what we read may not be what the fingerprint names
         return frame
 
     def _remember(self, day: dt.date, frame: pl.DataFrame) -> None:
         fp = self.fingerprint(day)
         self._memory = (day, fp, frame)
         name = f"{day}{_SEP}{fp}"
-        if not self.store.exists(self.state, name):
+        names = self._snapshot_names()
+        if name not in names:
             self.store.write(frame, self.state, name)
-            for other in self.store.versions(self.state):
-                if other.startswith(f"{day}{_SEP}") and other != name:
-                    self.store.delete(self.state, other)  # derived from rows that have been replaced since
+            for other in [n for n in names if n.startswith(f"{day}{_SEP}")]:
+                self.store.delete(self.state, other)  # derived from rows that have been replaced since
+                names.discard(other)
+            names.add(name)
 
+
+class _Rewritten(Exception):
+    """A contacts partition changed between listing and reading it."""
 
 def contact_state(store: ParquetLake, contacts_name: str, contacts_path: Sequence[str], start: dt.date) -> ContactState:
     """The state of the contacts data extension `contacts_name`, snapshots under `_state/latest_contacts/`.
