@@ -22,12 +22,14 @@ def promotion_excludes_service_follow_up(warehouse: DayTables, day: dt.date) -> 
 
 def members_exist_in_contact_features(warehouse: DayTables, day: dt.date) -> tuple[bool, dict[str, object]]:
     """Every member of every segment is a row of `contact_features` for that day."""
+    # The day is given to both sides: DuckDB does not carry `f.as_of_date = m.as_of_date` into the
+    # subquery, so every day of contact_features was scanned for each day (a backfill quadratic in days).
     orphans = warehouse.query(
         f"""SELECT DISTINCT m.contact_key FROM {SCHEMA}.segment_membership m
             WHERE m.as_of_date = ? AND NOT EXISTS (
                 SELECT 1 FROM {SCHEMA}.contact_features f
-                WHERE f.contact_key = m.contact_key AND f.as_of_date = m.as_of_date)""",
-        [day],
+                WHERE f.as_of_date = ? AND f.contact_key = m.contact_key)""",
+        [day, day],
     )
     return orphans.height == 0, {"orphan_members": orphans.height, "sample": orphans["contact_key"].head(5).to_list()}
 
