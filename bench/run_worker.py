@@ -39,8 +39,8 @@ def main() -> None:
                                 asset_selection=list(keys), tags=tags)
         record = instance.get_run_record_by_id(result.run_id)
         steps = _step_seconds(instance, result.run_id)
-        failures = [e.step_failure_data.error.message[:500] for e in instance.all_logs(
-            result.run_id, of_type=dg.DagsterEventType.STEP_FAILURE) if e.step_failure_data.error]
+        failures = [e.dagster_event.step_failure_data.error.message[:500] for e in instance.all_logs(
+            result.run_id, of_type=dg.DagsterEventType.STEP_FAILURE) if e.dagster_event.step_failure_data.error]
     print(json.dumps({
         "run_id": result.run_id, "success": result.success,
         "run_s": round(record.end_time - record.start_time, 2),

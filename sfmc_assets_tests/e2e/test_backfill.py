@@ -202,7 +202,7 @@ def test_windows_are_never_built_from_missing_days_and_empty_days_are_days(tmp_p
             assert not _materialized(instance, "segments/contact_features")
             failed = _failed(instance, backfill)
             assert {p for k, p in failed if k == "segments/contact_features"} == set(ALL_DAYS[10:])
-            messages = [e.step_failure_data.error.message for r in instance.get_runs(
+            messages = [e.dagster_event.step_failure_data.error.message for r in instance.get_runs(
                 filters=dg.RunsFilter(tags={"dagster/backfill": backfill}))
                 for e in instance.all_logs(r.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)]
             assert any(f"sfmc/clean/contacts {ALL_DAYS[0]}..{ALL_DAYS[9]} (never materialised)" in m
