@@ -101,7 +101,8 @@ def _report_range(
 def _failure(failed: Sequence[tuple[dg.AssetKey, DayResult]], total: int) -> dg.Failure:
     if total == 1:
         return dg.Failure(description=failed[0][1].failure, allow_retries=False)
-    reasons = " | ".join(f"{key.to_user_string()} {d.partition}: {d.failure}" for key, d in failed[:5])
+    reasons = " | ".join(d.failure if (d.failure or "").startswith(key.to_user_string())
+                         else f"{key.to_user_string()} {d.partition}: {d.failure}" for key, d in failed[:5])
     more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
     return dg.Failure(
         description=f"{len(failed)} of {total} asset day(s) failed{more}. {reasons}",

@@ -174,11 +174,12 @@ def _membership_day(day: dt.date, features_run: dict[str, DayResult], stored_unu
     partition = day.isoformat()
     upstream = features_run.get(partition)
     if upstream is not None and upstream.failure is not None:
-        return DayResult(partition, failure=f"segments/contact_features {partition} was not computed in this "
-                                            f"run: {upstream.failure}")
+        return DayResult(partition, failure=f"{MEMBERSHIP_KEY.to_user_string()} {partition} was not computed: "
+                                            f"{FEATURES_KEY.to_user_string()} {partition} failed in this run")
     if partition in stored_unusable:
-        return DayResult(partition, failure=f"segments/contact_features {partition} cannot be used "
-                                            f"({stored_unusable[partition]}): materialise it first")
+        return DayResult(partition, failure=f"{MEMBERSHIP_KEY.to_user_string()} {partition} was not computed: "
+                                            f"{FEATURES_KEY.to_user_string()} {partition} cannot be used "
+                                            f"({stored_unusable[partition]}); materialise it first")
     features = wh.query("SELECT * FROM segments.contact_features WHERE as_of_date = ?", [day])
     result = memberships(features, rules)
     wh.replace_days("segment_membership", result.members, [day])
