@@ -26,7 +26,7 @@ from sfmc_assets.defs.segments.inputs import SegmentInputs
 from sfmc_assets.lib import segment_checks
 from sfmc_assets.lib.config import ProjectConfig, SegmentRules
 from sfmc_assets.lib.segments import SEGMENTS, features_from_totals, memberships
-from sfmc_assets.lib.warehouse import Warehouse
+from sfmc_assets.lib.warehouse import DayTables
 from sfmc_assets.resources import LakeResource, WarehouseResource
 
 SEGMENTS_GROUP = "segments"
@@ -130,7 +130,7 @@ def build_segment_assets(config: ProjectConfig) -> list[dg.AssetsDefinition]:
     return [_segments]
 
 
-def _features_day(day: dt.date, inputs: SegmentInputs, wh: Warehouse) -> tuple[DayResult, dict | None]:
+def _features_day(day: dt.date, inputs: SegmentInputs, wh: DayTables) -> tuple[DayResult, dict | None]:
     """Day `day` of contact_features, written; with the versions of what it read (None if not computed)."""
     partition = day.isoformat()
     missing = inputs.missing(day)
@@ -169,7 +169,7 @@ def _with_inputs_check(computed: list[tuple[DayResult, dict | None]], now: Segme
 
 
 def _membership_day(day: dt.date, features_run: dict[str, DayResult], stored_unusable: dict[str, str],
-                    wh: Warehouse, rules: SegmentRules) -> DayResult:
+                    wh: DayTables, rules: SegmentRules) -> DayResult:
     """Day `day` of segment_membership, from that day's contact_features as written (0 rows is a day too)."""
     partition = day.isoformat()
     upstream = features_run.get(partition)
