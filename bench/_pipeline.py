@@ -22,6 +22,11 @@ from sfmc_assets.sandboxes.experience_platform import ExperiencePlatformSandbox
 REPO = Path(__file__).resolve().parents[1]
 #: The commit this work started from: the code the issue measured ("today" in issue #14).
 BASELINE_REF = "a7cc1b3"
+#: The 11 assets the baseline had (three data extensions and the segment tables). Data extensions added to
+#: the bundled configuration since are left out, so that both sides do the same work.
+ELEVEN = ",".join([f"{layer}/{de}" for layer in ("sfmc/raw", "sfmc/clean", "aep")
+                   for de in ("contacts", "campaigns", "activities")]
+                  + ["segments/contact_features", "segments/segment_membership"])
 
 
 @contextmanager
@@ -59,7 +64,7 @@ def make_home(home: Path, code: Path, start: dt.date, mc: dict[str, object], aep
 
 
 def run_range(home: Path, code: Path, start: dt.date, end: dt.date, *, executor: str = "multiprocess",
-              start_method: str | None = None, bytecode: bool = True, select: str = "*",
+              start_method: str | None = None, bytecode: bool = True, select: str = ELEVEN,
               max_concurrent: int | None = None) -> dict[str, object]:
     """One run of `select` over [start, end] with `code`, in a fresh process; its result line.
 

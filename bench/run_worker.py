@@ -1,6 +1,6 @@
 """One Dagster run of assets over a range of days, in this process, as `dg launch --partition-range` does.
 
-Reads a JSON payload on stdin: `{"start": day, "end": day, "select": "*" | "key/a,key/b"}`; prints one
+Reads a JSON payload on stdin: `{"start": day, "end": day, "select": "*" | "a/b/c,d/e"}`; prints one
 JSON line: the run's id, status, run time (the run record's start to end), the time each step spent in
 its own code (STEP_START to STEP_SUCCESS/FAILURE) and this process's wall time. The project is imported
 from the working directory, so the same worker runs today's code and an older checkout alike (`dg
@@ -25,7 +25,8 @@ def main() -> None:
     repo = ReconstructableRepository.for_module("sfmc_assets.definitions", "defs", working_directory=os.getcwd())
     repo_def = repo.get_definition()
     select = payload.get("select", "*")
-    selection = dg.AssetSelection.all() if select == "*" else dg.AssetSelection.from_coercible(select.split(","))
+    selection = (dg.AssetSelection.all() if select == "*" else
+                 dg.AssetSelection.assets(*(dg.AssetKey(k.split("/")) for k in select.split(","))))
     keys = selection.resolve(repo_def.asset_graph)
     job_name = repo_def.get_implicit_job_def_for_assets(keys).name
     tags = {"dagster/asset_partition_range_start": payload["start"],
