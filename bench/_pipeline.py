@@ -11,13 +11,12 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
-
-from sfmc_assets.sandboxes.experience_platform import ExperiencePlatformSandbox
 
 REPO = Path(__file__).resolve().parents[1]
 #: The commit this work started from: the code the issue measured ("today" in issue #14).
@@ -39,15 +38,49 @@ def checkout(ref: str) -> Iterator[Path]:
         yield Path(tmp)
 
 
+_SERVE = """
+import json, signal, sys, threading
+from pathlib import Path
+import datetime as dt
+from sfmc_assets.sandboxes.experience_platform import ExperiencePlatformSandbox
+from sfmc_assets.sandboxes.marketing_cloud import MarketingCloudSandbox
+args = json.loads(sys.argv[1])
+state = Path(args["state"])
+mc = MarketingCloudSandbox(state / "mc", start=dt.date.fromisoformat(args["start"]),
+                           end=dt.date.fromisoformat(args["end"]), rows=args["rows"]).start()
+aep = ExperiencePlatformSandbox(state / "aep", processing_delay_s=args["delay"]).start()
+(state / "discovery.tmp").write_text(json.dumps({"mc": mc.discovery(), "aep": aep.discovery()}))
+(state / "discovery.tmp").rename(state / "discovery.json")
+stop = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: stop.set())
+stop.wait()
+aep.stop(); mc.stop()
+"""
+
+
 @contextmanager
-def experience_platform(processing_delay_s: float) -> Iterator[dict[str, object]]:
-    """The Experience Platform sandbox in this process (its processing delay is a timer: no CPU)."""
-    with tempfile.TemporaryDirectory(prefix="sfmc_bench_aep_") as tmp:
-        sandbox = ExperiencePlatformSandbox(Path(tmp), processing_delay_s=processing_delay_s).start()
+def sandboxes(code: Path, rows: dict[str, int], start: dt.date, end: dt.date,
+              processing_delay_s: float) -> Iterator[tuple[dict[str, object], dict[str, object]]]:
+    """Both sandboxes of `code`, in a process of their own (each version of the client talks to the
+    sandboxes of its own time: their wire details were tightened since). Yields their discovery documents.
+    """
+    with tempfile.TemporaryDirectory(prefix="sfmc_bench_sandboxes_") as tmp:
+        payload = json.dumps({"state": tmp, "rows": rows, "start": start.isoformat(), "end": end.isoformat(),
+                              "delay": processing_delay_s})
+        proc = subprocess.Popen([sys.executable, "-c", _SERVE, payload], cwd=code, stdout=subprocess.DEVNULL,
+                                env={**os.environ, "PYTHONPATH": str(code)})
+        discovery = Path(tmp) / "discovery.json"
         try:
-            yield sandbox.discovery()
+            deadline = time.monotonic() + 600
+            while not discovery.exists():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the sandboxes of {code} did not start")
+                time.sleep(0.2)
+            found = json.loads(discovery.read_text())
+            yield found["mc"], found["aep"]
         finally:
-            sandbox.stop()
+            proc.terminate()
+            proc.wait(timeout=60)
 
 
 def make_home(home: Path, code: Path, start: dt.date, mc: dict[str, object], aep: dict[str, object]) -> None:

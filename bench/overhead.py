@@ -17,8 +17,8 @@ import datetime as dt
 import tempfile
 from pathlib import Path
 
-from bench._pipeline import BASELINE_REF, REPO, checkout, days, experience_platform, make_home, run_range
-from bench._util import machine, sandbox_process, save
+from bench._pipeline import BASELINE_REF, REPO, checkout, days, make_home, run_range, sandboxes
+from bench._util import machine, save
 
 START = dt.date(2026, 8, 1)
 VARIANTS = {  # name: (code, executor, start method, bytecode, steps at once (None: CPU count))
@@ -37,13 +37,13 @@ def run(events_per_day: int = 1000, only: list[str] | None = None, baseline_ref:
             "Web_Activities": events_per_day * n_days}
     end = START + dt.timedelta(days=n_days)
     results: dict[str, dict[str, object]] = {}
-    with checkout(baseline_ref) as baseline, experience_platform(0.2) as aep, \
-            sandbox_process(rows, START.isoformat(), end.isoformat()) as mc:
+    with checkout(baseline_ref) as baseline:
         for name, (which, executor, method, bytecode, steps) in VARIANTS.items():
             if only and name not in only:
                 continue
             code = baseline if which == "baseline" else REPO
-            with tempfile.TemporaryDirectory(prefix="sfmc_bench_overhead_") as tmp:
+            with sandboxes(code, rows, START, end, 0.2) as (mc, aep), \
+                    tempfile.TemporaryDirectory(prefix="sfmc_bench_overhead_") as tmp:
                 home = Path(tmp)
                 make_home(home, code, START, mc, aep)
                 kw = {"executor": executor, "start_method": method, "bytecode": bytecode, "max_concurrent": steps}

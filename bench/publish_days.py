@@ -15,26 +15,30 @@ import datetime as dt
 import tempfile
 from pathlib import Path
 
-from bench._pipeline import BASELINE_REF, REPO, checkout, days, experience_platform, make_home, run_range
-from bench._util import machine, sandbox_process, save
+from bench._pipeline import BASELINE_REF, REPO, checkout, days, make_home, run_range, sandboxes
+from bench._util import machine, save
 
 START = dt.date(2025, 9, 1)
 
 
-def run(n_days: int = 90, processing_s: float = 120.0, baseline_days: int = 3, events_per_day: int = 300,
-        baseline_ref: str = BASELINE_REF) -> dict[str, object]:
+def _publish(code: Path, n_days: int, processing_s: float, events_per_day: int) -> dict[str, object]:
+    """`code`'s clean `campaigns` for `n_days` days materialised, then its `aep/campaigns` over them, timed."""
     rows = {"Contacts_DE": events_per_day // 10 * n_days, "Campaign_Engagement": events_per_day * n_days,
             "Web_Activities": 10 * n_days}
-    end = START + dt.timedelta(days=n_days)
-    with checkout(baseline_ref) as baseline, experience_platform(processing_s) as aep, \
-            sandbox_process(rows, START.isoformat(), end.isoformat()) as mc, \
+    with sandboxes(code, rows, START, START + dt.timedelta(days=n_days), processing_s) as (mc, aep), \
             tempfile.TemporaryDirectory(prefix="sfmc_bench_publish_days_") as tmp:
         home = Path(tmp)
-        make_home(home, REPO, START, mc, aep)
-        run_range(home, REPO, *days(START, n_days), select="sfmc/raw/campaigns,sfmc/clean/campaigns")
-        ours = run_range(home, REPO, *days(START, n_days), select="aep/campaigns")
+        make_home(home, code, START, mc, aep)
+        run_range(home, code, *days(START, n_days), select="sfmc/raw/campaigns,sfmc/clean/campaigns")
+        return run_range(home, code, *days(START, n_days), select="aep/campaigns")
+
+
+def run(n_days: int = 90, processing_s: float = 120.0, baseline_days: int = 3, events_per_day: int = 300,
+        baseline_ref: str = BASELINE_REF) -> dict[str, object]:
+    with checkout(baseline_ref) as baseline:
+        ours = _publish(REPO, n_days, processing_s, events_per_day)
         print(f"  ours: {n_days} days in {ours['run_s']} s", flush=True)
-        before = run_range(home, baseline, *days(START, baseline_days), select="aep/campaigns")
+        before = _publish(baseline, baseline_days, processing_s, events_per_day)
         print(f"  baseline: {baseline_days} days in {before['run_s']} s", flush=True)
     per_day = float(before["run_s"]) / baseline_days
     return {

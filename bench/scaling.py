@@ -16,18 +16,18 @@ import datetime as dt
 import tempfile
 from pathlib import Path
 
-from bench._pipeline import BASELINE_REF, REPO, checkout, days, experience_platform, make_home, run_range
-from bench._util import machine, sandbox_process, save
+from bench._pipeline import BASELINE_REF, REPO, checkout, days, make_home, run_range, sandboxes
+from bench._util import machine, save
 
 START = dt.date(2025, 6, 1)
 
 
-def _backfill(code: Path, n: int, events_per_day: int, aep: dict[str, object]) -> dict[str, object]:
+def _backfill(code: Path, n: int, events_per_day: int) -> dict[str, object]:
     rows = {"Contacts_DE": events_per_day // 10 * n, "Campaign_Engagement": events_per_day * n,
             "Web_Activities": events_per_day * n}
     end = START + dt.timedelta(days=n)
     with tempfile.TemporaryDirectory(prefix="sfmc_bench_scaling_") as tmp, \
-            sandbox_process(rows, START.isoformat(), end.isoformat()) as mc:
+            sandboxes(code, rows, START, end, 0.2) as (mc, aep):
         home = Path(tmp)
         make_home(home, code, START, mc, aep)
         return run_range(home, code, *days(START, n))
@@ -37,12 +37,12 @@ def run(sizes: tuple[int, ...] = (30, 90, 365), baseline_sizes: tuple[int, ...] 
         events_per_day: int = 1000, baseline_ref: str = BASELINE_REF) -> dict[str, object]:
     ours: dict[int, dict[str, object]] = {}
     before: dict[int, dict[str, object]] = {}
-    with checkout(baseline_ref) as baseline, experience_platform(0.2) as aep:
+    with checkout(baseline_ref) as baseline:
         for n in sizes:
-            ours[n] = _backfill(REPO, n, events_per_day, aep)
+            ours[n] = _backfill(REPO, n, events_per_day)
             print(f"  ours {n} days: {ours[n]['run_s']} s", flush=True)
         for n in baseline_sizes:
-            before[n] = _backfill(baseline, n, events_per_day, aep)
+            before[n] = _backfill(baseline, n, events_per_day)
             print(f"  baseline {n} days: {before[n]['run_s']} s", flush=True)
 
     def ratio(runs: dict[int, dict[str, object]], big: int, small: int) -> float | None:
