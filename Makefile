@@ -11,7 +11,9 @@ BIN    := $(VENV)/bin
 $(BIN)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check "uv>=0.5,<1"
-	$(BIN)/uv pip install -q -p $(BIN)/python -r requirements.lock -e . --no-deps
+	# --compile-bytecode: every process (each run, each step) imports from .pyc, also where
+	# PYTHONDONTWRITEBYTECODE is set (containers, CI), instead of compiling Dagster from source each time.
+	$(BIN)/uv pip install -q --compile-bytecode -p $(BIN)/python -r requirements.lock -e . --no-deps
 	@touch $@
 
 install: $(BIN)/.installed  ## create .venv and install the locked dependencies

@@ -10,7 +10,18 @@ import json
 import time
 from collections.abc import Callable
 
-from bench import backfill, events, extract, extract_latency, memory, publish, validation_share
+from bench import (
+    backfill,
+    events,
+    extract,
+    extract_latency,
+    memory,
+    overhead,
+    publish,
+    publish_days,
+    scaling,
+    validation_share,
+)
 from bench._util import RESULTS, save
 
 FULL: dict[str, Callable[[], dict[str, object]]] = {
@@ -21,6 +32,9 @@ FULL: dict[str, Callable[[], dict[str, object]]] = {
     "backfill": lambda: backfill.run(days=90, sample=5),
     "publish": lambda: publish.run(rows=1_000_000, repeats=1),
     "events": lambda: events.run(sends_per_day=200_000, repeats=2),
+    "overhead": lambda: overhead.run(events_per_day=1000),
+    "scaling": lambda: scaling.run(sizes=(30, 90, 365), baseline_sizes=(30, 90)),
+    "publish_days": lambda: publish_days.run(n_days=90, processing_s=120.0, baseline_days=3),
 }
 SMOKE: dict[str, Callable[[], dict[str, object]]] = {
     "extract": lambda: extract.run(rows=20_000),
@@ -29,6 +43,9 @@ SMOKE: dict[str, Callable[[], dict[str, object]]] = {
     "validation_share": lambda: validation_share.run(rows=20_000, repeats=1),
     "publish": lambda: publish.run(rows=5_000, repeats=1),
     "events": lambda: events.run(sends_per_day=6_000, repeats=1),
+    "overhead": lambda: overhead.run(events_per_day=50, only=["ours: multiprocess, forkserver + preload (default)"]),
+    "scaling": lambda: scaling.run(sizes=(3,), baseline_sizes=(), events_per_day=50),
+    "publish_days": lambda: publish_days.run(n_days=3, processing_s=0.5, baseline_days=1, events_per_day=30),
 }
 
 
@@ -39,7 +56,8 @@ def _load(name: str) -> dict | None:
 
 def _machine(r: dict) -> str:
     m = r["machine"]
-    return f"{m['cpus']} CPU, Python {m['python']}, {m['date']}"
+    load = f", load {m['loadavg_1_5_15'][0]}" if "loadavg_1_5_15" in m else ""
+    return f"{m['cpus']} CPU, Python {m['python']}, {m['date']}{load}"
 
 
 def _rate(r: dict) -> str:
@@ -121,7 +139,41 @@ def table() -> str:
             f"| {o['events_per_s']:,} events/s ({o['seconds']:.1f} s) | raw SOAP floor (same requests, answers "
             f"as bytes): {f['events_per_s']:,} events/s ({f['seconds']:.1f} s) | {r['ours_vs_floor']}x floor "
             f"| {o['peak_rss_mb']:.0f} MB (floor {f['peak_rss_mb']:.0f} MB) | {_machine(r)} |")
+    lines += _issue_14_rows()
     return "\n".join(lines)
+
+
+def _issue_14_rows() -> list[str]:
+    """Rows of the pipeline scenarios (issue #14): whole runs, today's code against the baseline commit."""
+    rows = []
+    if r := _load("overhead"):
+        v = r["variants"]
+        ours = v.get("ours: multiprocess, forkserver + preload (default)")
+        others = "; ".join(f"{name}: {x['seven_days']['run_s']} s / {x['one_day']['run_s']} s"
+                           for name, x in v.items() if x is not ours)
+        if ours:
+            rows.append(
+                f"| run of every asset (11), 7 days then 1 day, {r['events_per_day']:,} events/day per event DE "
+                f"| {ours['seven_days']['run_s']} s / {ours['one_day']['run_s']} s of run time (forkserver + "
+                f"preload; targets {r['targets_s']['seven_days']} s / {r['targets_s']['one_day']} s) | {others} "
+                f"| {r['speedup_vs_before'].get('seven_days', '?')}x / {r['speedup_vs_before'].get('one_day', '?')}x "
+                f"vs before as installed | — | {_machine(r)} |")
+    if r := _load("scaling"):
+        ours = ", ".join(f"{n} d: {s} s" for n, s in r["ours_run_s"].items())
+        base = ", ".join(f"{n} d: {s} s" for n, s in r["baseline_run_s"].items())
+        rows.append(
+            f"| backfill of every asset in one run, 30 / 90 / 365 days ({r['events_per_day']:,} events/day per "
+            f"event DE, {r['contacts_per_day']} contacts/day) | {ours} | baseline: {base} | 365/90 = "
+            f"{r['ours_365_vs_90']}x (target <= {r['target_365_vs_90']}x, linear {r['linear_365_vs_90']}x); 90/30: "
+            f"ours {r['ours_90_vs_30']}x, baseline {r['baseline_90_vs_30']}x | — | {_machine(r)} |")
+    if r := _load("publish_days"):
+        rows.append(
+            f"| publish {r['days']} days of `campaigns`, Platform processing {r['processing_s']:.0f} s per batch "
+            f"| {r['ours_run_s']} s, days in flight together | baseline (one day after another): "
+            f"{r['baseline_run_s_measured']} s for {r['baseline_days_measured']} days, "
+            f"{r['baseline_run_s_extrapolated']:,.0f} s for {r['days']} extrapolated | {r['speedup']}x | — "
+            f"| {_machine(r)} |")
+    return rows
 
 
 def main() -> None:

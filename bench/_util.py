@@ -20,6 +20,7 @@ def machine() -> dict[str, object]:
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),
+        "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()],  # others' work on the machine, at the time
     }
 
 

@@ -11,6 +11,7 @@ fourth data extension without code).
 """
 
 import datetime as dt
+import os
 import warnings
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from sfmc_assets.defs.executors import executor_from_env
 from sfmc_assets.defs.experience_platform.assets import PUBLISH_GROUP
 from sfmc_assets.defs.segments.assets import SEGMENTS_GROUP
 from sfmc_assets.lib.config import ProjectConfig, config_in_force
+from sfmc_assets.lib.settings import config_path
 
 #: Published and segment tables of daily data extensions are due every morning: the schedule runs at 02:00
 #: UTC, so by 06:00 UTC yesterday's data should be out; the UI flags them when they are not.
@@ -82,6 +84,26 @@ def build_definitions(config: ProjectConfig | None = None) -> dg.Definitions:
         return dg.Definitions.merge(loaded, run_wide).map_resolved_asset_specs(func=_policies, selection=FOLLOWERS)
 
 
+_BUILT: dict[tuple[object, ...], dg.Definitions] = {}
+
+
+def _identity() -> tuple[object, ...]:
+    """What the definitions are built from: the configuration file as it is now, and the environment."""
+    path = config_path()
+    stamp = path.stat().st_mtime_ns if path.exists() else None
+    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(("SFMC_", "AEP_", "DAGSTER_"))))
+    return (str(path), stamp, env)
+
+
 @dg.definitions
 def defs() -> dg.Definitions:
-    return build_definitions()
+    """The project's definitions, built once per process for a given configuration file and environment.
+
+    Dagster loads the code location again in every run and step process; with step processes forked from
+    a server that already built them (`sfmc_assets.preload`), that load is a lookup here.
+    """
+    key = _identity()
+    if key not in _BUILT:
+        _BUILT.clear()
+        _BUILT[key] = build_definitions()
+    return _BUILT[key]

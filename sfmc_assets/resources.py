@@ -122,6 +122,12 @@ class ExperiencePlatformResource(dg.ConfigurableResource):
     platform_url: str = Field(default="https://platform.adobe.io", description="Platform gateway (AEP_PLATFORM_URL).")
     batch_deadline_s: float = Field(default=900.0, description="How long a batch may stay loading/processing.")
     poll_initial_s: float = Field(default=1.0, description="First wait between batch status polls (backs off).")
+    publish_concurrency: int = Field(
+        default=16, ge=1, description="Days of one publish step in flight at once (each a batch Platform "
+        "processes on its own; the aep_api pool bounds how many publish steps run at once).")
+    batches_per_minute: float = Field(
+        default=120.0, gt=0, description="Batches a publish step creates per minute at most (Platform's guardrail "
+        "is 138 per minute per user in older documentation, 2,000 in current).")
     backoff_initial_s: float = Field(default=1.0, description="First retry backoff step.")
     max_file_bytes: int = Field(default=SMALL_FILE_LIMIT_BYTES,
                                 description="Largest file one upload sends; a larger day is split into several.")

@@ -154,7 +154,41 @@ class ParquetLake:
         return sorted(p.name[: -len(".parquet")] for p in folder.iterdir()
                       if p.name.endswith(".parquet") and not p.name.startswith("."))
 
+    def version(self, key: Sequence[str], partition: str) -> str | None:
+        """The version (see `versions`) of one partition; None when it does not exist."""
+        path = self.path(key, partition)
+        try:
+            return _version(path.fs.info(path.path))
+        except FileNotFoundError:
+            return None
+
+    def versions(self, key: Sequence[str]) -> dict[str, str]:
+        """Every partition of `key` with a version that changes whenever its file is replaced.
+
+        One listing call (not one per file). The version is the object store's ETag where there is one
+        (it changes with the content), else size, modification time and inode: a rewrite goes through a
+        new temporary file, so a replaced partition never keeps its inode.
+        """
+        folder = self.base.joinpath(*key)
+        try:
+            entries = folder.fs.ls(folder.path, detail=True)
+        except FileNotFoundError:
+            return {}
+        found: dict[str, str] = {}
+        for entry in entries:
+            name = str(entry["name"]).rstrip("/").rsplit("/", 1)[-1]
+            if entry.get("type") != "file" or not name.endswith(".parquet") or name.startswith("."):
+                continue
+            found[name.removesuffix(".parquet")] = _version(entry)
+        return found
+
     def delete(self, key: Sequence[str], partition: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.path(key, partition).unlink()
 
+
+def _version(info: dict) -> str:
+    tag = info.get("ETag") or info.get("etag") or info.get("md5Hash")
+    if tag:
+        return str(tag)
+    return f"{info.get('size')}:{info.get('mtime') or info.get('LastModified') or info.get('updated')}:{info.get('ino', '')}"

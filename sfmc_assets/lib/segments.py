@@ -6,6 +6,7 @@ who belongs to which audience that day and why. The rules (README, "Segments") a
 """
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import polars as pl
@@ -41,36 +42,52 @@ def latest_contacts(contacts: pl.LazyFrame, as_of: dt.date) -> pl.LazyFrame:
     )
 
 
+def engagement_totals(engagement: pl.LazyFrame) -> pl.LazyFrame:
+    """Per contact: the engagement counts and the last engagement of `engagement` (no time filter)."""
+    action, sentiment = pl.col("action"), pl.col("sentiment")
+    return engagement.group_by("contact_key").agg(
+        (action == "send").sum().alias("sends"),
+        (action == "open").sum().alias("opens"),
+        (action == "click").sum().alias("clicks"),
+        ((action == "response") & (sentiment == "positive")).sum().alias("positive_responses"),
+        ((action == "response") & (sentiment == "negative")).sum().alias("negative_responses"),
+        pl.col("event_at").max().alias("last_engagement_at"),
+    )
+
+
+def activity_totals(activities: pl.LazyFrame) -> pl.LazyFrame:
+    """Per contact: the activity counts and the last activity of `activities` (no time filter)."""
+    kind = pl.col("activity_kind")
+    return activities.group_by("contact_key").agg(
+        (kind == "page_view").sum().alias("page_views"),
+        (kind == "form_submission").sum().alias("form_submissions"),
+        (kind == "purchase").sum().alias("purchases"),
+        pl.col("activity_at").max().alias("last_activity_at"),
+    )
+
+
+def sum_totals(parts: Sequence[pl.DataFrame], last: str) -> pl.LazyFrame:
+    """Totals over several days from each day's totals (counts add up, the last time is the latest).
+
+    A window is the sum of its days, so each day's events are aggregated once and every window that
+    contains the day reuses that aggregate.
+    """
+    frames = [p for p in parts if p.height]
+    if not frames:
+        return parts[0].lazy() if parts else pl.LazyFrame(schema={"contact_key": pl.String})
+    counts = [c for c in frames[0].columns if c not in ("contact_key", last)]
+    return pl.concat(frames, how="vertical_relaxed").lazy().group_by("contact_key").agg(
+        *(pl.col(c).sum() for c in counts), pl.col(last).max())
+
+
 def engagement_counts(engagement: pl.LazyFrame, as_of: dt.date, rules: SegmentRules) -> pl.LazyFrame:
     start, end = window_start(as_of, rules.engagement_window_days), day_end(as_of)
-    action, sentiment = pl.col("action"), pl.col("sentiment")
-    return (
-        engagement.filter((pl.col("event_at") >= start) & (pl.col("event_at") < end))
-        .group_by("contact_key")
-        .agg(
-            (action == "send").sum().alias("sends"),
-            (action == "open").sum().alias("opens"),
-            (action == "click").sum().alias("clicks"),
-            ((action == "response") & (sentiment == "positive")).sum().alias("positive_responses"),
-            ((action == "response") & (sentiment == "negative")).sum().alias("negative_responses"),
-            pl.col("event_at").max().alias("last_engagement_at"),
-        )
-    )
+    return engagement_totals(engagement.filter((pl.col("event_at") >= start) & (pl.col("event_at") < end)))
 
 
 def activity_counts(activities: pl.LazyFrame, as_of: dt.date, rules: SegmentRules) -> pl.LazyFrame:
     start, end = window_start(as_of, rules.activity_window_days), day_end(as_of)
-    kind = pl.col("activity_kind")
-    return (
-        activities.filter((pl.col("activity_at") >= start) & (pl.col("activity_at") < end))
-        .group_by("contact_key")
-        .agg(
-            (kind == "page_view").sum().alias("page_views"),
-            (kind == "form_submission").sum().alias("form_submissions"),
-            (kind == "purchase").sum().alias("purchases"),
-            pl.col("activity_at").max().alias("last_activity_at"),
-        )
-    )
+    return activity_totals(activities.filter((pl.col("activity_at") >= start) & (pl.col("activity_at") < end)))
 
 
 def contact_features(
@@ -78,22 +95,46 @@ def contact_features(
     rules: SegmentRules,
 ) -> pl.DataFrame:
     """Every contact known at the end of `as_of`, with its window counts (0 when nothing happened)."""
-    base = latest_contacts(contacts, as_of).select(
+    return features_from_totals(latest_contacts(contacts, as_of), engagement_counts(engagement, as_of, rules),
+                                activity_counts(activities, as_of, rules), as_of)
+
+
+#: The contact columns the features use (the contact state holds at least these).
+CONTACT_COLUMNS = {"contact_key": pl.String, "email": pl.String, "lifecycle_stage": pl.String,
+                   "opt_in": pl.Boolean, "total_orders": pl.Int64, "lifetime_value": pl.Decimal(18, 2),
+                   "last_order_at": pl.Datetime("us", "UTC"), "modified_at": pl.Datetime("us", "UTC")}
+
+
+def _with_contact_columns(contacts: pl.LazyFrame) -> pl.LazyFrame:
+    """`contacts` with every column of CONTACT_COLUMNS (an unmapped optional role is all null)."""
+    present = contacts.collect_schema().names()
+    return contacts.with_columns(pl.lit(None, dtype=t).alias(c) for c, t in CONTACT_COLUMNS.items()
+                                 if c not in present)
+
+
+def features_from_totals(
+    contacts: pl.LazyFrame, engagement: pl.LazyFrame, activities: pl.LazyFrame, as_of: dt.date,
+) -> pl.DataFrame:
+    """Features from the contacts as known at the end of `as_of` and the windows' per-contact totals."""
+    base = _with_contact_columns(contacts).select(
         "contact_key", "email", "lifecycle_stage", "opt_in", "total_orders", "lifetime_value",
         (pl.lit(day_end(as_of)) - pl.col("last_order_at")).dt.total_days().cast(pl.Int64)
         .alias("days_since_last_order"),
         "modified_at",
     )
+    valid_email = pl.col("email").str.contains(EMAIL_PATTERN).fill_null(False)
     joined = (
-        base.join(engagement_counts(engagement, as_of, rules), on="contact_key", how="left")
-        .join(activity_counts(activities, as_of, rules), on="contact_key", how="left")
+        base.join(engagement, on="contact_key", how="left")
+        .join(activities, on="contact_key", how="left")
         .with_columns(pl.col(c).fill_null(0).cast(pl.Int64) for c in FEATURE_COUNTS)
         .with_columns(
             pl.lit(as_of).alias("as_of_date"),
-            (pl.col("opt_in").fill_null(False) & pl.col("email").str.contains(EMAIL_PATTERN).fill_null(False))
-            .alias("eligible"),
-            pl.when(~pl.col("opt_in").fill_null(False)).then(pl.lit("not opted in"))
-            .when(~pl.col("email").str.contains(EMAIL_PATTERN).fill_null(False)).then(pl.lit("invalid email"))
+            (pl.col("opt_in").fill_null(False) & valid_email).alias("eligible"),
+            # Marketing Cloud allows an empty Boolean: no recorded consent is not a refusal, and is
+            # counted apart so the size of that gap shows.
+            pl.when(pl.col("opt_in").is_null()).then(pl.lit("consent unknown"))
+            .when(~pl.col("opt_in")).then(pl.lit("not opted in"))
+            .when(~valid_email).then(pl.lit("invalid email"))
             .otherwise(None).alias("exclusion_reason"),
         )
     )

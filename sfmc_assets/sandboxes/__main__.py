@@ -30,6 +30,19 @@ def _date(value: str) -> dt.date:
     return dt.date.fromisoformat(value)
 
 
+def _first_partition() -> dt.date | None:
+    """The first daily partition of the configuration in force, so that every partition a user sees in
+    the UI has sandbox data (None when the configuration cannot be read: the sandbox's own default)."""
+    from sfmc_assets.lib.config import load_config
+
+    try:
+        config = load_config()
+    except (OSError, ValueError) as exc:
+        print(f"sandbox data starts 30 days ago: the configuration could not be read ({exc})", file=sys.stderr)
+        return None
+    return min(config.start_date_of(de) for de in config.data_extensions)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sfmc_assets.sandboxes", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -38,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--mc-port", type=int, default=int(os.environ.get("SFMC_SANDBOX_PORT", "0")))
     serve.add_argument("--aep-port", type=int, default=int(os.environ.get("AEP_SANDBOX_PORT", "0")))
-    serve.add_argument("--start", type=_date, default=None, help="first UTC day of sandbox data")
+    serve.add_argument("--start", type=_date, default=None,
+                       help="first UTC day of sandbox data (default: the configuration's first partition)")
     serve.add_argument("--end", type=_date, default=None, help="day after the last UTC day of sandbox data")
     serve.add_argument("--rows", action="append", default=[], metavar="KEY=N",
                        help="rows of a data extension, e.g. Campaign_Engagement=1000000 (repeatable)")
@@ -57,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = {k: int(v) for k, v in (item.split("=", 1) for item in args.rows)}
         tracking = {"sends_per_day": args.sends_per_day} if args.sends_per_day else {}
         mc = MarketingCloudSandbox(state_dir / "marketing_cloud", host=args.host, port=args.mc_port,
-                                   start=args.start, end=args.end, rows=rows, **tracking).start()
+                                   start=args.start or _first_partition(), end=args.end, rows=rows, **tracking).start()
         started.append((mc, state_dir / "marketing_cloud.json"))
         print(f"Marketing Cloud sandbox:       {mc.url}", flush=True)
     if not args.no_experience_platform:

@@ -8,6 +8,8 @@ sandboxes plus `dg dev`, then clicks through the UI the way a user does:
 3. *Materialize selected* → a range of three days of every data extension → *Launch backfill*: it completes.
 4. With bad rows served by the sandbox, the same day-run of the contacts chain fails its blocking
    `pandera_contract` check and `aep/contacts` does not run.
+5. A backfill of three days around that bad day: the bad day fails alone (clean and publish of contacts),
+   the two other days are published, in the same backfill.
 
 Every result seen in the UI is confirmed through Dagster's GraphQL API. A screenshot of each step is
 written to docs/screenshots/ (the README shows them; `SFMC_SCREENSHOTS_DIR` moves them). When a step
@@ -433,3 +435,27 @@ def test_the_ui_end_to_end(stack: tuple[DagsterStack, MarketingCloudSandbox], pa
         assert (latest["runId"], latest["status"], latest["evaluation"]["success"]) == (run_id, "FAILED", False)
         assert materializations(dagster, "aep/contacts", [BAD_DAY]) == []
         assert run_id not in {m["runId"] for m in materializations(dagster, "sfmc/clean/contacts", [BAD_DAY])}
+
+    # 5. A backfill over the bad day and its neighbours: that day fails alone, the others are published.
+    with step(page, "05-backfill-bad-day", tmp_path, dagster):
+        days = ["2026-10-04", BAD_DAY, "2026-10-06"]
+        dialog = materialize_from_catalog(page, url, DE_ASSETS, f"[{days[0]}...{days[-1]}]", len(days))
+        dialog.get_by_role("button", name="Launch backfill").click()
+        backfill_id = follow_toast(page, url, "/runs/b/")
+        assert dagster.wait_backfill(backfill_id, timeout_s=BACKFILL_TIMEOUT_S) == "COMPLETED_FAILED"
+        page.reload()
+        status = page.get_by_text("Status", exact=True).locator("xpath=..")
+        expect(status).to_contain_text("Failed")
+        expect(page.get_by_text("100% completed")).to_have_count(len(DE_ASSETS))  # every day has a verdict
+        screenshot(page, "05-backfill-bad-day.png")
+
+        counts = {"/".join(s["assetKey"]["path"]): (s["numPartitionsMaterialized"], s["numPartitionsFailed"])
+                  for s in dagster.graphql(
+                      """query($id: String!) { partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill {
+                           assetBackfillData { assetBackfillStatuses { ... on AssetPartitionsStatusCounts {
+                             assetKey { path } numPartitionsMaterialized numPartitionsFailed } } } } } }""",
+                      {"id": backfill_id})["partitionBackfillOrError"]["assetBackfillData"]["assetBackfillStatuses"]}
+        held_back = {"sfmc/clean/contacts", "aep/contacts"}
+        assert counts == {key: (2, 1) if key in held_back else (3, 0) for key in DE_ASSETS}, counts
+        published = {m["partition"] for m in materializations(dagster, "aep/contacts", days)}
+        assert published >= {days[0], days[2]} and BAD_DAY not in published

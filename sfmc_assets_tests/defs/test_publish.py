@@ -159,3 +159,32 @@ def test_a_day_over_the_small_file_limit_is_published_as_several_files_of_one_ba
             assert sorted(ids) == sorted(clean["engagement_id"].to_list())  # each row once, across the files
             md = result.get_asset_materialization_events()[-1].materialization.metadata
             assert md["files"].value == len(live["files"]) and md["file_bytes"].value == sum(live["files"].values())
+
+
+def test_an_empty_day_is_published_as_nothing_and_retires_an_earlier_batch(
+        materialize_fresh: Materialize, fresh_mc_sandbox: MarketingCloudSandbox,
+        aep_sandbox: ExperiencePlatformSandbox) -> None:
+    """A day with no rows is a valid day: no batch (Platform refuses empty files) when it never had one;
+    when it had rows before, an empty replay retires them, so the dataset holds what the day holds: none."""
+    never = "2026-10-09"  # after the sandbox's data: no rows in any data extension
+    result = materialize_fresh(never, selection=CHAIN)
+    assert result.success
+    for de, name in (("contacts", "contacts"), ("campaigns", "engagement"), ("activities", "activities")):
+        assert not [b for b in aep_sandbox.batches(_dataset(aep_sandbox, name)) if f"{de}/{never}" in str(b.get("tags"))]
+        md = next(e for e in result.get_asset_materialization_events()
+                  if e.asset_key == dg.AssetKey(["aep", de])).materialization.metadata
+        assert md["batch_id"].value == "none" and md["dagster/partition_row_count"].value == 0
+    checks = result.get_asset_check_evaluations()
+    assert checks and all(c.passed for c in checks), [c for c in checks if not c.passed]
+
+    assert materialize_fresh(PARTITION, selection=CHAIN).success
+    dataset = _dataset(aep_sandbox, "engagement")
+    assert _live(aep_sandbox, dataset, f"campaigns/{PARTITION}")[0]["metrics"]["outputRecordCount"] > 0
+    start = dt.datetime.fromisoformat(f"{PARTITION}T00:00:00") - dt.timedelta(hours=6)  # server time, UTC-6
+    removed = fresh_mc_sandbox.delete_rows("Campaign_Engagement", '"EventDate" >= ? AND "EventDate" < ?',
+                                           [start, start + dt.timedelta(days=1)])
+    assert removed > 0
+    again = materialize_fresh(PARTITION, selection=CHAIN)
+    assert again.success
+    live = _live(aep_sandbox, dataset, f"campaigns/{PARTITION}")
+    assert len(live) == 1 and live[0]["metrics"]["outputRecordCount"] == 0, live

@@ -34,7 +34,8 @@ def check_evaluations(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str]
 def test_partition_matches_the_sandbox_ground_truth(
     materialize: Materialize, mc_sandbox: MarketingCloudSandbox, config: ProjectConfig, tmp_path: Path
 ) -> None:
-    result = materialize(PARTITION)
+    # Segments are left out: their day needs the days before it (segments tests cover them).
+    result = materialize(PARTITION, selection=dg.AssetSelection.all() - dg.AssetSelection.groups("segments"))
     assert result.success
     lake = ParquetLake(str(tmp_path / "lake"))
     window = Window.day(PARTITION)

@@ -209,3 +209,44 @@ def test_segment_checks_fail_on_a_violation(tmp_path: Path) -> None:
     assert not passed and details["sample"] == ["A***"]  # contact keys are personal: masked in metadata
     passed, details = segment_checks.members_exist_in_contact_features(wh, day)
     assert not passed and details["sample"] == ["G***"]
+
+
+def test_old_contacts_days_rerun_or_failed_reach_the_later_segment_days(
+        fresh_mc_sandbox: MarketingCloudSandbox, tmp_path: Path, config: ProjectConfig) -> None:
+    """The contacts as known on a later day are derived from the earlier days: re-materialising an old day
+    changes the later days' segments (no stale state), and an old day whose latest attempt failed stops
+    them, named, instead of being read as it was before."""
+    sb, defs, resources = fresh_mc_sandbox, build_definitions(config), resources_for(fresh_mc_sandbox, tmp_path)
+    wh = Warehouse(tmp_path / "warehouse.duckdb")
+    t = dt.datetime
+    with dg.instance_for_test() as instance:
+        _run(defs, resources, instance, "2026-10-01", "2026-10-04")
+        contacts = sb.ground_truth("Contacts_DE").filter(
+            pl.col("OptIn") & (pl.col("CustomerStage") == "New")
+            & pl.col("ModifiedDate").is_between(t(2026, 10, 2, tzinfo=UTC), t(2026, 10, 3, tzinfo=UTC), closed="left"))
+        row = contacts.row(0, named=True)
+        sb.upsert_rows("Contacts_DE", [{**row, "CustomerStage": "Lapsed"}])  # same day, new value
+        contacts_chain = dg.AssetSelection.assets(["sfmc", "raw", "contacts"], ["sfmc", "clean", "contacts"])
+        assert dg.materialize(list(defs.assets or []), resources=resources, instance=instance,
+                              partition_key="2026-10-02", selection=contacts_chain).success
+        segments = dg.AssetSelection.groups("segments")
+        assert dg.materialize(list(defs.assets or []), resources=resources, instance=instance,
+                              partition_key="2026-10-04", selection=segments).success
+        got = wh.query("SELECT lifecycle_stage FROM segments.contact_features WHERE as_of_date = DATE '2026-10-04' "
+                       "AND contact_key = ?", [row["SubscriberKey"]])
+        assert got["lifecycle_stage"].to_list() == ["inactive"]
+        member_of = set(wh.query("SELECT segment FROM segments.segment_membership WHERE as_of_date = DATE "
+                                 "'2026-10-04' AND contact_key = ?", [row["SubscriberKey"]])["segment"])
+        assert "reengagement" in member_of and "welcome_offer" not in member_of
+
+        assert sb.inject_bad_rows("Contacts_DE", "invalid_email", dt.date(2026, 10, 3), n=2)
+        failed = dg.materialize(list(defs.assets or []), resources=resources, instance=instance,
+                                partition_key="2026-10-03", selection=contacts_chain, raise_on_error=False)
+        assert not failed.success
+        stopped = dg.materialize(list(defs.assets or []), resources=resources, instance=instance,
+                                 partition_key="2026-10-04", selection=segments, raise_on_error=False)
+        assert not stopped.success
+        message = next(e for e in stopped.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE
+                       ).step_failure_data.error.message
+        assert "sfmc/clean/contacts 2026-10-03 (its latest materialisation failed)" in message, message
+        assert not stopped.get_asset_materialization_events()

@@ -46,13 +46,14 @@ class DagsterStack:
     def instance(self) -> dg.DagsterInstance:
         return dg.DagsterInstance.from_config(str(self.home / "dagster_home"))
 
-    def launch_backfill(self, asset_keys: list[str], partitions: list[str]) -> str:
+    def launch_backfill(self, asset_keys: list[str], partitions: list[str] | None = None) -> str:
+        """A backfill of `partitions` of the assets (None: every partition, the UI's "All")."""
+        selection = {"partitionNames": partitions} if partitions is not None else {"allPartitions": True}
         data = self.graphql(
             """mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) {
                  __typename ... on LaunchBackfillSuccess { backfillId }
                  ... on PythonError { message } ... on InvalidSubsetError { message } } }""",
-            {"p": {"partitionNames": partitions,
-                   "assetSelection": [{"path": k.split("/")} for k in asset_keys]}},
+            {"p": {**selection, "assetSelection": [{"path": k.split("/")} for k in asset_keys]}},
         )["launchPartitionBackfill"]
         assert data["__typename"] == "LaunchBackfillSuccess", data
         return data["backfillId"]

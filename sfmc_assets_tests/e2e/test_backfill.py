@@ -3,16 +3,18 @@
 import datetime as dt
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
+from sfmc_assets.sandboxes.experience_platform import ExperiencePlatformSandbox
 from sfmc_assets.sandboxes.marketing_cloud import MarketingCloudSandbox
 from sfmc_assets_tests.conftest import DATA_END, DATA_START
-from sfmc_assets_tests.e2e.stack import DagsterStack, dagster_dev
+from sfmc_assets_tests.e2e.stack import REPO, DagsterStack, dagster_dev
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # daemon ticks and process starts add up on 2 cores
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # daemon ticks and process starts add up on 2 cores
 DAYS = ["2026-10-02", "2026-10-03", "2026-10-04"]
 BAD_DAY = "2026-10-03"
 ASSETS = [f"sfmc/{layer}/{de}" for layer in ("raw", "clean") for de in ("contacts", "campaigns", "activities")]
@@ -98,3 +100,125 @@ def test_two_runs_of_the_same_day_do_not_overlap(stack: tuple[DagsterStack, Mark
     assert all(day[0] in (t.get("dagster/partition"), t.get("dagster/asset_partition_range_start")) for t in tags), tags
     (a, b) = sorted(records, key=lambda r: r.start_time)
     assert a.end_time <= b.start_time, "two runs of the same partition ran at the same time"
+
+
+# -- every layer, through the daemon: days flow on their own -------------------------------------------
+
+ALL_ASSETS = [f"{layer}/{de}" for layer in ("sfmc/raw", "sfmc/clean", "aep") for de in ("contacts", "campaigns", "activities")] \
+    + ["segments/contact_features", "segments/segment_membership"]
+TODAY = dt.datetime.now(dt.timezone.utc).date()
+FIRST = TODAY - dt.timedelta(days=30)  # 30 daily partitions: FIRST .. yesterday
+ALL_DAYS = [(FIRST + dt.timedelta(days=i)).isoformat() for i in range(30)]
+
+
+@contextmanager
+def pipeline_stack(home: Path, data_from: dt.date) -> Iterator[tuple[DagsterStack, MarketingCloudSandbox, ExperiencePlatformSandbox]]:
+    """What `make run` starts, with partitions from FIRST and sandbox data from `data_from` to today."""
+    import yaml
+
+    config = yaml.safe_load((REPO / "sfmc_assets" / "config" / "data_extensions.yaml").read_text())
+    config["start_date"] = FIRST.isoformat()
+    (home / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    mc = MarketingCloudSandbox(home / "mc_state", start=data_from, end=TODAY,
+                               rows={"Contacts_DE": 300, "Campaign_Engagement": 1500, "Web_Activities": 1500}).start()
+    aep = ExperiencePlatformSandbox(home / "aep_state", processing_delay_s=0.05).start()
+    (home / "sandboxes").mkdir(parents=True)
+    for sandbox, name in ((mc, "marketing_cloud"), (aep, "experience_platform")):
+        (home / "sandboxes" / f"{name}.json").write_text(json.dumps(sandbox.discovery()))
+    try:
+        with dagster_dev(home, env={"SFMC_ASSETS_CONFIG": str(home / "config.yaml")}) as stack:
+            yield stack, mc, aep
+    finally:
+        aep.stop()
+        mc.stop()
+
+
+def _failed(instance: dg.DagsterInstance, backfill_id: str) -> set[tuple[str, str]]:
+    data = instance.get_backfill(backfill_id).asset_backfill_data
+    return {(k.to_user_string(), p) for k, p in data.failed_and_downstream_subset.iterate_asset_partitions()}
+
+
+def _rows(instance: dg.DagsterInstance, key: str, day: str) -> int:
+    record = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(key.split("/")), asset_partitions=[day]), limit=1).records
+    return int(record[0].asset_materialization.metadata["dagster/partition_row_count"].value)
+
+
+def _live_days(aep: ExperiencePlatformSandbox, dataset: str) -> set[str]:
+    labels = [b.get("tags", {}).get("sfmcAssetsLabel", [""])[0] for b in aep.batches(dataset) if b.get("live")]
+    return {label.split("/", 1)[1] for label in labels}
+
+
+def test_a_bad_day_in_a_30_day_backfill_holds_back_nothing_else(tmp_path: Path) -> None:
+    """30 days of every asset with one bad contacts day: 29 days published and segmented, that day failed
+    (alone, as itself); the source fixed, re-executing the failed days completes all 30.
+
+    The bad rows are in Marketing Cloud, so re-executing means running the failed days again from the
+    extract (the UI: the assets, *Materialize*, the failed days): a re-execution *from failure* re-runs
+    only the failed steps on the raw day already read, which still holds the bad rows.
+    """
+    last = ALL_DAYS[-1]
+    with pipeline_stack(tmp_path, data_from=FIRST) as (dagster, mc, aep):
+        assert mc.inject_bad_rows("Contacts_DE", "invalid_email", dt.date.fromisoformat(last), n=2)
+        backfill = dagster.launch_backfill(ALL_ASSETS, ALL_DAYS)
+        assert dagster.wait_backfill(backfill, timeout_s=900) == "COMPLETED_FAILED"
+        with dagster.instance() as instance:
+            held_back = {"sfmc/clean/contacts", "aep/contacts", "segments/contact_features",
+                         "segments/segment_membership"}
+            for key in ALL_ASSETS:
+                assert _materialized(instance, key) == set(ALL_DAYS) - ({last} if key in held_back else set()), key
+            assert _failed(instance, backfill) == {(key, last) for key in held_back}
+            status = instance.get_status_by_partition(dg.AssetKey(["sfmc", "clean", "contacts"]), ALL_DAYS,
+                                                      dg.DailyPartitionsDefinition(FIRST.isoformat(), timezone="UTC"))
+            assert status[last] == dg.AssetPartitionStatus.FAILED  # the UI shows that day, and only it, red
+            assert {d for d, s in status.items() if s == dg.AssetPartitionStatus.MATERIALIZED} == set(ALL_DAYS[:-1])
+        assert _live_days(aep, "5ad0c0a1e0c7a5d000000001") == set(ALL_DAYS[:-1])  # contacts, 29 days live
+
+        with dagster.instance() as instance:
+            failed_days = sorted({p for _, p in _failed(instance, backfill)})
+        mc.delete_rows("Contacts_DE", "\"SubscriberKey\" LIKE 'BAD-%'")  # the source is fixed
+        retry = dagster.launch_backfill(ALL_ASSETS, failed_days)
+        assert dagster.wait_backfill(retry, timeout_s=900) == "COMPLETED_SUCCESS"
+        with dagster.instance() as instance:
+            for key in ALL_ASSETS:
+                assert _materialized(instance, key) == set(ALL_DAYS), key
+            assert failed_days == [last]
+            runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": retry}))
+            assert {r.tags.get("dagster/asset_partition_range_start") or r.tags.get("dagster/partition")
+                    for r in runs} == {last}  # that day only
+        assert _live_days(aep, "5ad0c0a1e0c7a5d000000001") == set(ALL_DAYS)
+
+
+def test_windows_are_never_built_from_missing_days_and_empty_days_are_days(tmp_path: Path) -> None:
+    """A 7-day backfill in the middle of a fresh history: the segment days it touches (its 7 days and the
+    later days whose windows include them) fail naming the upstream days never materialised. Then a
+    backfill of every partition of every asset completes green, days without any data included."""
+    week = ALL_DAYS[10:17]
+    with pipeline_stack(tmp_path, data_from=FIRST + dt.timedelta(days=2)) as (dagster, _, _aep):
+        backfill = dagster.launch_backfill(ALL_ASSETS, week)
+        assert dagster.wait_backfill(backfill, timeout_s=900) == "COMPLETED_FAILED"
+        with dagster.instance() as instance:
+            assert _materialized(instance, "aep/campaigns") == set(week)
+            assert not _materialized(instance, "segments/contact_features")
+            failed = _failed(instance, backfill)
+            assert {p for k, p in failed if k == "segments/contact_features"} == set(ALL_DAYS[10:])
+            messages = [e.dagster_event.step_failure_data.error.message for r in instance.get_runs(
+                filters=dg.RunsFilter(tags={"dagster/backfill": backfill}))
+                for e in instance.all_logs(r.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)]
+            assert any(f"sfmc/clean/contacts {ALL_DAYS[0]}..{ALL_DAYS[9]} (never materialised)" in m
+                       for m in messages), messages
+
+        everything = dagster.launch_backfill(ALL_ASSETS)  # the UI's "All" partitions
+        assert dagster.wait_backfill(everything, timeout_s=900) == "COMPLETED_SUCCESS"
+        with dagster.instance() as instance:
+            for key in ALL_ASSETS:
+                assert _materialized(instance, key) == set(ALL_DAYS), key
+            for day in ALL_DAYS[:2]:  # no source rows at all on these days: valid, empty, checks pass
+                for key in ("sfmc/clean/contacts", "aep/campaigns", "segments/contact_features",
+                            "segments/segment_membership"):
+                    assert _rows(instance, key, day) == 0, (key, day)
+            for key, check in (("sfmc/clean/contacts", "pandera_contract"), ("aep/campaigns", "reconciles_with_clean"),
+                               ("segments/contact_features", "inputs_complete"),
+                               ("segments/segment_membership", "members_exist_in_contact_features")):
+                statuses = _check_status(instance, key, check)
+                assert all(statuses[d] == "SUCCEEDED" for d in ALL_DAYS), (key, check)

@@ -14,6 +14,7 @@ temporary partition file, which becomes the partition only once the whole day ha
 """
 
 import dataclasses
+import datetime as dt
 import time
 import warnings
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from sfmc_assets.defs.metadata import preview
 from sfmc_assets.defs.partitions import frequency_tags, partitioned_check, partitions_of
 from sfmc_assets.defs.ranges import DayResult, report
 from sfmc_assets.lib.config import DataExtensionConfig, ProjectConfig
+from sfmc_assets.lib.contact_state import ContactState, contact_state
 from sfmc_assets.lib.extract import Window
 from sfmc_assets.lib.lake import ParquetLake, PartitionWriter
 from sfmc_assets.lib.marketing_cloud.fields import FieldSpec
@@ -75,13 +77,10 @@ def _gate_metadata(gate: GateSummary, tolerance: float, masked: list[str]) -> di
 
 
 def _known_contacts_check(
-    frame: pl.LazyFrame, contacts: DataExtensionConfig, lake: LakeResource, partitions: list[str], key: dg.AssetKey
+    frame: pl.LazyFrame, contacts: DataExtensionConfig, state: ContactState, day: dt.date, key: dg.AssetKey
 ) -> dg.AssetCheckResult:
     """WARN when events name contacts that no contacts partition up to this day holds."""
-    store = lake.lake()
-    path = clean_key(contacts).path
-    known = [store.scan(path, p).select("contact_key") for p in partitions if store.exists(path, p)]
-    keys = pl.concat(known).unique().collect() if known else pl.DataFrame(schema={"contact_key": pl.String})
+    keys = state.contact_keys(day).to_frame()  # kept day by day, not re-read from all partitions
     unknown = frame.join(keys.lazy(), on="contact_key", how="anti").select(pl.col("contact_key").unique()) \
         .collect()["contact_key"]
     events = frame.select(pl.len()).collect().item()
@@ -90,7 +89,7 @@ def _known_contacts_check(
         severity=dg.AssetCheckSeverity.WARN,
         description=f"{unknown.len()} contact key(s) not found in {contacts.name} up to this day",
         metadata={"unknown_contacts": unknown.len(), "events_checked": events,
-                  "contacts_partitions_read": len(known)},
+                  "contacts_known": keys.height},
     )
 
 
@@ -165,7 +164,9 @@ def build_clean_asset(de: DataExtensionConfig, config: ProjectConfig) -> dg.Asse
         backfill_policy=dg.BackfillPolicy.single_run(),
     )
     def _clean(context: dg.AssetExecutionContext, lake: LakeResource) -> Iterator[dg.MaterializeResult]:
-        days = [_clean_day(p, de, lake, contacts, partitions_def) for p in context.partition_keys]
+        state = (contact_state(lake.lake(), contacts.name, clean_key(contacts).path, config.start_date_of(contacts))
+                 if contacts is not None else None)
+        days = [_clean_day(p, de, lake, contacts, state) for p in context.partition_keys]
         yield from report(context, key, days)
 
     return _clean
@@ -255,7 +256,7 @@ def _clean_day(
     de: DataExtensionConfig,
     lake: LakeResource,
     contacts: DataExtensionConfig | None,
-    partitions_def: dg.DailyPartitionsDefinition,
+    state: ContactState | None,
 ) -> DayResult:
     """Clean and gate one day; write it only if the gate lets it through."""
     started = time.monotonic()
@@ -278,10 +279,8 @@ def _clean_day(
         reconciliation(raw_rows, gate, plan),
     ]
     written = store.scan(key.path, partition)
-    if contacts is not None:
-        window = Window.day(partition)
-        checks.append(_known_contacts_check(
-            written, contacts, lake, partitions_def.get_partition_keys(current_time=window.end), key))
+    if contacts is not None and state is not None:
+        checks.append(_known_contacts_check(written, contacts, state, Window.day(partition).start.date(), key))
     head = written.head(5).collect()
     return DayResult(partition, checks=checks, metadata={
         "dagster/partition_row_count": clean_rows,

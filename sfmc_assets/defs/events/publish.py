@@ -18,7 +18,7 @@ from sfmc_assets.defs.events.assets import clean_key, common, partitions
 from sfmc_assets.defs.experience_platform.assets import AEP_POOL, PUBLISH_GROUP, RECONCILE_CHECK
 from sfmc_assets.defs.locks import PartitionBusyError, partition_lock
 from sfmc_assets.defs.partitions import partitioned_check
-from sfmc_assets.defs.ranges import DayResult, report
+from sfmc_assets.defs.ranges import DOWNSTREAM_BACKFILL_POLICY, DayResult, report
 from sfmc_assets.lib.config import ProjectConfig
 from sfmc_assets.lib.events import EventType, as_data_extension
 from sfmc_assets.lib.experience_platform import (
@@ -60,7 +60,8 @@ def build_publish_asset(event: EventType, config: ProjectConfig) -> dg.AssetsDef
                      "replacing the day's previous one."),
         metadata={"aep/dataset": mapping.dataset, "aep/xdm_class": mapping.xdm_class,
                   "dagster/column_lineage": lineage},
-        **common(config),  # type: ignore[arg-type]
+        # Downstream of the gate: its backfills run apart from the clean layer's (defs/ranges.py).
+        **{**common(config), "backfill_policy": DOWNSTREAM_BACKFILL_POLICY},  # type: ignore[arg-type]
     )
     def _publish(context: dg.AssetExecutionContext, experience_platform: ExperiencePlatformResource,
                  lake: LakeResource) -> Iterator[dg.MaterializeResult]:

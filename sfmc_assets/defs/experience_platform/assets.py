@@ -5,17 +5,25 @@ Catalog's verdict), holding one Parquet file, or several when the day is over th
 batches of that partition (found by the batch's label tag), so the dataset never holds a day twice.
 The asset depends on the clean asset, so a day that failed its gate is never published; the XDM mapping
 lives in the configuration and shows in the UI as column lineage.
+
+Platform processes each batch on its own, for minutes on a real org, so the days of a range are
+published concurrently: up to `publish_concurrency` days in flight, batch creations paced to
+`batches_per_minute`. Each day's XDM file is built one day at a time (memory stays that of one day) and
+only its bytes wait while Platform works. A day with no clean rows publishes nothing (Platform refuses
+empty files) unless it replaces earlier batches of that day, which an empty replay then retires.
 """
 
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 
 from sfmc_assets.defs.clean.assets import clean_key
 from sfmc_assets.defs.locks import PartitionBusyError, partition_lock
 from sfmc_assets.defs.partitions import frequency_tags, partitioned_check, partitions_of
-from sfmc_assets.defs.ranges import DayResult, report
+from sfmc_assets.defs.ranges import DOWNSTREAM_BACKFILL_POLICY, DayResult, report, unusable_days
 from sfmc_assets.lib.config import DataExtensionConfig, ProjectConfig
 from sfmc_assets.lib.experience_platform import (
     ExperiencePlatformClient,
@@ -82,17 +90,60 @@ def build_publish_asset(de: DataExtensionConfig, config: ProjectConfig) -> dg.As
             ]),
         },
         pool=AEP_POOL,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        backfill_policy=DOWNSTREAM_BACKFILL_POLICY,
     )
     def _publish(
         context: dg.AssetExecutionContext, experience_platform: ExperiencePlatformResource, lake: LakeResource
     ) -> Iterator[dg.MaterializeResult]:
-        client = experience_platform.get_client(context.log)
-        days = [_publish_day(p, de, mapping, client, experience_platform, lake, context)
-                for p in context.partition_keys]
+        unusable = unusable_days(context.instance, clean_key(de), partitions_def, context.partition_keys)
+        pace = _Pace(experience_platform.batches_per_minute)
+        encoding = threading.Lock()  # one day's XDM file built at a time: memory stays that of one day
+        clients = _ThreadClients(lambda: experience_platform.get_client(context.log))
+
+        def one(partition: str) -> DayResult:
+            if partition in unusable:
+                return DayResult(partition, failure=(
+                    f"Publishing {de.name} partition {partition}: {clean_key(de).to_user_string()} {partition} "
+                    f"cannot be published ({unusable[partition]}); materialise it first"))
+            return _publish_day(partition, de, mapping, clients.get(), experience_platform, lake, context,
+                                encoding, pace)
+
+        workers = min(experience_platform.publish_concurrency, len(context.partition_keys))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="publish") as pool:
+            days = list(pool.map(one, context.partition_keys))
         yield from report(context, publish_key(de), days)
 
     return _publish
+
+
+class _Pace:
+    """At most `per_minute` starts a minute, spread evenly (Platform's batch-creation guardrail)."""
+
+    def __init__(self, per_minute: float) -> None:
+        self.interval = 60.0 / per_minute
+        self._lock = threading.Lock()
+        self._next = 0.0
+
+    def wait(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        time.sleep(max(0.0, start - now))
+
+
+class _ThreadClients:
+    """One client per worker thread: each has its own connection pool, so concurrent days never queue
+    for a connection of a shared one (the clients are thread-safe; their pools are sized for one caller)."""
+
+    def __init__(self, make: Callable[[], ExperiencePlatformClient]) -> None:
+        self._make = make
+        self._local = threading.local()
+
+    def get(self) -> ExperiencePlatformClient:
+        if not hasattr(self._local, "client"):
+            self._local.client = self._make()
+        return self._local.client
 
 
 def _publish_day(
@@ -103,17 +154,25 @@ def _publish_day(
     resource: ExperiencePlatformResource,
     lake: LakeResource,
     context: dg.AssetExecutionContext,
+    encoding: threading.Lock,
+    pace: _Pace,
 ) -> DayResult:
     started = time.monotonic()
     try:
-        frame = lake.lake().read(clean_key(de).path, partition)
-        records = to_xdm(for_publishing(frame, de), mapping)  # `privacy.hash` columns leave as SHA-256
+        with encoding:
+            frame = lake.lake().read(clean_key(de).path, partition)
+            clean_rows = frame.height
+            payload = to_parquet_files(to_xdm(for_publishing(frame, de), mapping), client.max_file_bytes)
+            del frame
         # One publish of a day at a time across runs (see defs/locks.py): a concurrent one could miss
         # this one's batch and leave two live. Waits at most for one other publish to settle.
         with partition_lock(context.instance, f"{publish_key(de).to_user_string()}/{partition}",
                             timeout_s=2 * resource.batch_deadline_s + 60, log=context.log):
+            if clean_rows == 0 and not client.find_live_batches(mapping.dataset, label(de, partition)):
+                return _nothing_to_publish(partition, mapping, started)
+            pace.wait()
             result = client.publish(
-                mapping.dataset, to_parquet_files(records, client.max_file_bytes), label=label(de, partition),
+                mapping.dataset, payload, label=label(de, partition),
                 deadline_s=resource.batch_deadline_s, poll_initial_s=resource.poll_initial_s,
             )
     except (ExperiencePlatformError, XdmMappingError, FileNotFoundError, PartitionBusyError) as exc:
@@ -122,10 +181,10 @@ def _publish_day(
             f"{mapping.dataset} failed: {exc}"
         ))
     check = dg.AssetCheckResult(
-        check_name=RECONCILE_CHECK, passed=result.records_out == frame.height and result.records_failed == 0,
-        metadata={"clean_rows": frame.height, "records_accepted": result.records_out,
+        check_name=RECONCILE_CHECK, passed=result.records_out == clean_rows and result.records_failed == 0,
+        metadata={"clean_rows": clean_rows, "records_accepted": result.records_out,
                   "records_failed": result.records_failed, "batch_id": result.batch_id},
-        description=f"{result.records_out} of {frame.height} clean rows accepted in batch {result.batch_id}",
+        description=f"{result.records_out} of {clean_rows} clean rows accepted in batch {result.batch_id}",
     )
     return DayResult(partition, checks=[check], metadata={
         "dagster/partition_row_count": result.records_out,
@@ -134,9 +193,23 @@ def _publish_day(
         "records_in": result.records_in,
         "records_out": result.records_out,
         "records_failed": result.records_failed,
-        "clean_rows": frame.height,
+        "clean_rows": clean_rows,
         "file_bytes": result.file_bytes,
         "files": result.files,
         "replaced_batches": ", ".join(result.predecessors) or "none",
         "duration_s": round(time.monotonic() - started, 3),
+    })
+
+
+def _nothing_to_publish(partition: str, mapping: XdmMapping, started: float) -> DayResult:
+    """An empty day that never had a batch: valid, and nothing to send (Platform refuses empty files)."""
+    check = dg.AssetCheckResult(
+        check_name=RECONCILE_CHECK, passed=True,
+        metadata={"clean_rows": 0, "records_accepted": 0, "records_failed": 0, "batch_id": "none"},
+        description="no clean rows and no earlier batch for the day: nothing to publish",
+    )
+    return DayResult(partition, checks=[check], metadata={
+        "dagster/partition_row_count": 0, "batch_id": "none", "status": "nothing to publish",
+        "records_in": 0, "records_out": 0, "records_failed": 0, "clean_rows": 0,
+        "aep/dataset": mapping.dataset, "duration_s": round(time.monotonic() - started, 3),
     })
