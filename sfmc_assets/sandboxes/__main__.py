@@ -43,7 +43,7 @@ def _first_partition() -> dt.date | None:
     return min(config.start_date_of(de) for de in config.data_extensions)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m sfmc_assets.sandboxes", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the Marketing Cloud and Experience Platform sandboxes")
@@ -60,7 +60,11 @@ def main(argv: list[str] | None = None) -> int:
                        help="e-mail sends a day in the tracking events (opens, clicks... follow from them)")
     serve.add_argument("--no-marketing-cloud", action="store_true", help="real SFMC credentials are in use")
     serve.add_argument("--no-experience-platform", action="store_true", help="real AEP credentials are in use")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
 
     state_dir: Path = args.state_dir or settings.sandbox_dir()
     state_dir.mkdir(parents=True, exist_ok=True)

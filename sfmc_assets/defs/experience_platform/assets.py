@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import dagster as dg
 
@@ -30,6 +31,7 @@ from sfmc_assets.lib.experience_platform import (
     ExperiencePlatformError,
     XdmMappingError,
 )
+from sfmc_assets.lib.experience_platform.client import PublishResult
 from sfmc_assets.lib.experience_platform.xdm import XdmMapping, column_lineage, to_parquet_files, to_xdm
 from sfmc_assets.lib.personal import for_publishing
 from sfmc_assets.resources import ExperiencePlatformResource, LakeResource
@@ -56,31 +58,27 @@ def label(de: DataExtensionConfig, partition: str) -> str:
     return f"{de.name}/{partition}"
 
 
-def build_publish_asset(de: DataExtensionConfig, config: ProjectConfig) -> dg.AssetsDefinition | None:
-    mapping = de.aep
-    if mapping is None:
-        return None
+def _asset_args(de: DataExtensionConfig, mapping: XdmMapping,
+                partitions_def: dg.PartitionsDefinition) -> dict[str, Any]:
+    """How `aep/<name>` shows in the UI: kinds, owners, tags, the dataset, column lineage and schema."""
     xdm_class = "Individual Profile" if mapping.xdm_class == "profile" else "ExperienceEvent"
-    partitions_def = partitions_of(de, config)
-
-    @dg.asset(
-        key=publish_key(de),
-        deps=[clean_key(de)],
-        partitions_def=partitions_def,
-        group_name=PUBLISH_GROUP,
-        check_specs=[partitioned_check(
+    return {
+        "key": publish_key(de),
+        "deps": [clean_key(de)],
+        "partitions_def": partitions_def,
+        "group_name": PUBLISH_GROUP,
+        "check_specs": [partitioned_check(
             RECONCILE_CHECK, publish_key(de), partitions_def,
             description="Records Experience Platform accepted for the day's batch = the day's clean rows; none failed.",
         )],
-        kinds={"adobe", "parquet"},
-        owners=list(de.owners),
-        tags={"layer": "publish", "domain": "marketing", "sfmc/kind": de.kind or "generic",
-              **frequency_tags(de)},
-        description=(
+        "kinds": {"adobe", "parquet"},
+        "owners": list(de.owners),
+        "tags": {"layer": "publish", "domain": "marketing", "sfmc/kind": de.kind or "generic", **frequency_tags(de)},
+        "description": (
             f"The validated `{de.name}` partition published to Experience Platform dataset `{mapping.dataset}` "
             f"as {xdm_class} records: one batch per day, replacing the day's previous batch."
         ),
-        metadata={
+        "metadata": {
             "aep/dataset": mapping.dataset,
             "aep/xdm_class": mapping.xdm_class,
             "dagster/column_lineage": _lineage(de, mapping),
@@ -89,9 +87,18 @@ def build_publish_asset(de: DataExtensionConfig, config: ProjectConfig) -> dg.As
                 for path, cols in column_lineage(mapping).items()
             ]),
         },
-        pool=AEP_POOL,
-        backfill_policy=DOWNSTREAM_BACKFILL_POLICY,
-    )
+        "pool": AEP_POOL,
+        "backfill_policy": DOWNSTREAM_BACKFILL_POLICY,
+    }
+
+
+def build_publish_asset(de: DataExtensionConfig, config: ProjectConfig) -> dg.AssetsDefinition | None:
+    mapping = de.aep
+    if mapping is None:
+        return None
+    partitions_def = partitions_of(de, config)
+
+    @dg.asset(**_asset_args(de, mapping, partitions_def))
     def _publish(
         context: dg.AssetExecutionContext, experience_platform: ExperiencePlatformResource, lake: LakeResource
     ) -> Iterator[dg.MaterializeResult]:
@@ -180,6 +187,11 @@ def _publish_day(
             f"Publishing {de.name} (data extension {de.external_key}) partition {partition} to dataset "
             f"{mapping.dataset} failed: {exc}"
         ))
+    return _published(partition, clean_rows, result, started)
+
+
+def _published(partition: str, clean_rows: int, result: PublishResult, started: float) -> DayResult:
+    """A published day: its reconciliation check and the batch's metadata."""
     check = dg.AssetCheckResult(
         check_name=RECONCILE_CHECK, passed=result.records_out == clean_rows and result.records_failed == 0,
         metadata={"clean_rows": clean_rows, "records_accepted": result.records_out,

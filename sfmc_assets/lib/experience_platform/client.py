@@ -580,35 +580,28 @@ class ExperiencePlatformClient(ServiceClient):
             if status in SUCCESS_STATUSES:
                 return batch
             if status in FAILED_STATUSES:
-                errors = batch.get("errors") or []
-                summary = "; ".join(f"{e.get('code')}: {e.get('description')}" for e in errors
-                                    if isinstance(e, Mapping)) or "Platform gave no error details"
-                metrics = batch.get("metrics") or {}
-                raise BatchFailedError(
-                    f"batch ended {status}: {summary} (records in {metrics.get('inputRecordCount', '?')}, "
-                    f"failed {metrics.get('failedRecordCount', '?')}; row errors: "
-                    f"GET /data/foundation/export/batches/{batch_id}/meta?path=row_errors)",
-                    errors=[e for e in errors if isinstance(e, Mapping)], metrics=metrics, final_status=status,
-                    dataset=dataset_id or _dataset_of(batch), batch_id=batch_id,
-                )
+                raise _failed(batch, batch_id, status, dataset_id)
             elapsed = time.monotonic() - started
             if elapsed >= deadline_s:
-                aborted = False
-                note = "left as is"
-                if abort_on_timeout:
-                    try:
-                        self.abort(batch_id, dataset_id=dataset_id)
-                        aborted, note = True, "aborted so it cannot go live later"
-                    except ExperiencePlatformError as exc:
-                        note = f"abort failed too ({exc.reason}): it may still go live"
-                raise BatchStuckError(
-                    f"batch still {status or 'unknown'} after {elapsed:.1f}s (deadline {deadline_s:g}s); {note}",
-                    last_status=status, aborted=aborted, dataset=dataset_id or _dataset_of(batch),
-                    batch_id=batch_id,
-                )
+                raise self._stuck(batch, batch_id, status, dataset_id, elapsed, deadline_s, abort_on_timeout)
             self.log.debug("batch %s is %s; polling again in %.1fs", batch_id, status, poll)
             time.sleep(min(poll, max(0.0, deadline_s - elapsed)))
             poll = min(poll * 1.6, poll_max_s)
+
+    def _stuck(self, batch: Mapping[str, Any], batch_id: str, status: str, dataset_id: str | None,
+               elapsed: float, deadline_s: float, abort: bool) -> "BatchStuckError":
+        """The error for a batch not final at the deadline, aborting it first when asked to."""
+        aborted, note = False, "left as is"
+        if abort:
+            try:
+                self.abort(batch_id, dataset_id=dataset_id)
+                aborted, note = True, "aborted so it cannot go live later"
+            except ExperiencePlatformError as exc:
+                note = f"abort failed too ({exc.reason}): it may still go live"
+        return BatchStuckError(
+            f"batch still {status or 'unknown'} after {elapsed:.1f}s (deadline {deadline_s:g}s); {note}",
+            last_status=status, aborted=aborted, dataset=dataset_id or _dataset_of(batch), batch_id=batch_id,
+        )
 
     # -- the whole protocol ---------------------------------------------------------------------------
 
@@ -777,3 +770,18 @@ class _Creation:
 
 _ERRORS = ServiceErrors(base=ExperiencePlatformError, transient=RetryableError,
                         authentication=AuthenticationError)
+
+
+def _failed(batch: Mapping[str, Any], batch_id: str, status: str, dataset_id: str | None) -> "BatchFailedError":
+    """The error for a batch Catalog reports failed, with Platform's error codes and where the row errors are."""
+    errors = batch.get("errors") or []
+    summary = "; ".join(f"{e.get('code')}: {e.get('description')}" for e in errors
+                        if isinstance(e, Mapping)) or "Platform gave no error details"
+    metrics = batch.get("metrics") or {}
+    return BatchFailedError(
+        f"batch ended {status}: {summary} (records in {metrics.get('inputRecordCount', '?')}, "
+        f"failed {metrics.get('failedRecordCount', '?')}; row errors: "
+        f"GET /data/foundation/export/batches/{batch_id}/meta?path=row_errors)",
+        errors=[e for e in errors if isinstance(e, Mapping)], metrics=metrics, final_status=status,
+        dataset=dataset_id or _dataset_of(batch), batch_id=batch_id,
+    )

@@ -1,0 +1,38 @@
+"""The package stays readable for whoever inherits it: short functions, no references to notes outside it."""
+
+import ast
+import re
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "sfmc_assets"
+MAX_FUNCTION_LINES = 50
+
+
+def _functions(path: Path, root: Path = PACKAGE.parent) -> list[tuple[str, int]]:
+    """`(where, lines)` of every function and method in `path`."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return [(f"{path.relative_to(root)}:{node.lineno} {node.name}", node.end_lineno - node.lineno + 1)
+            for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.end_lineno is not None]
+
+
+def test_no_function_is_longer_than_fifty_lines() -> None:
+    functions = [f for path in sorted(PACKAGE.rglob("*.py")) for f in _functions(path)]
+    assert len(functions) > 500  # the walk saw the package
+    long = [f"{where} ({n} lines)" for where, n in functions if n > MAX_FUNCTION_LINES]
+    assert not long, "split these into functions that each do one thing:\n" + "\n".join(long)
+
+
+def test_the_check_sees_a_long_function(tmp_path: Path) -> None:
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    (tmp_path / "m.py").write_text(f"def f():\n{body}\n")
+    assert _functions(tmp_path / "m.py", tmp_path) == [("m.py:1 f", MAX_FUNCTION_LINES + 1)]
+
+
+def test_code_and_docs_cite_no_notes_outside_the_repository() -> None:
+    root = PACKAGE.parent
+    files = [*PACKAGE.rglob("*.py"), *(root / "docs").rglob("*.md"), root / "README.md", *(root / "bench").rglob("*.py")]
+    pattern = re.compile(r"\.\./shared|shared/reference|\bnotes? [A-Z]\d+\b|field notes")
+    hits = [f"{p.relative_to(root)}:{i}" for p in files for i, line in enumerate(p.read_text().splitlines(), 1)
+            if pattern.search(line)]
+    assert not hits, hits
