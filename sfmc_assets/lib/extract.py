@@ -28,6 +28,7 @@ from sfmc_assets.lib.marketing_cloud.fields import FieldSpec
 from sfmc_assets.lib.marketing_cloud.rowset import RowsetReader, discover_fields
 from sfmc_assets.lib.marketing_cloud.types import frame_schema, polars_dtype
 from sfmc_assets.lib.privacy.policy import LakePolicy
+from sfmc_assets.lib.windows import Window
 
 #: Parquet key-value metadata of a raw partition: its fields as Marketing Cloud described them, and the
 #: read (`count` Marketing Cloud reported, `$filter` sent, when), as JSON.
@@ -38,26 +39,6 @@ _LITERAL = "%Y-%m-%dT%H:%M:%S"
 #: Pages are handed to the partition writer this many rows at a time: one Parquet write of eight
 #: 2,500-row pages costs about a quarter of the CPU of eight writes of one page (bench `extract`).
 WRITE_BATCH_ROWS = 20_000
-
-
-@dataclass(frozen=True)
-class Window:
-    """A half-open UTC interval `[start, end)`."""
-
-    start: dt.datetime
-    end: dt.datetime
-
-    def __post_init__(self) -> None:
-        if self.start.tzinfo is None or self.end.tzinfo is None or self.end <= self.start:
-            raise ValueError(f"a window needs aware datetimes with start < end, got {self.start}..{self.end}")
-
-    @classmethod
-    def day(cls, partition_key: str) -> "Window":
-        start = dt.datetime.fromisoformat(partition_key).replace(tzinfo=dt.timezone.utc)
-        return cls(start, start + dt.timedelta(days=1))
-
-    def __str__(self) -> str:
-        return f"[{self.start.isoformat()}, {self.end.isoformat()})"
 
 
 def window_filter(delta_column: str, window: Window, utc_offset: dt.timedelta) -> str:

@@ -13,6 +13,7 @@ import polars as pl
 
 from sfmc_assets.lib.config import SegmentRules
 from sfmc_assets.lib.schemas import EMAIL_PATTERN
+from sfmc_assets.lib.windows import day_end, window_start
 
 UTC = dt.timezone.utc
 
@@ -22,15 +23,6 @@ SEGMENTS = ("welcome_offer", "loyalty_reward", "reengagement", "promotion", "ser
 
 FEATURE_COUNTS = ("sends", "opens", "clicks", "positive_responses", "negative_responses",
                   "page_views", "form_submissions", "purchases")
-
-
-def day_end(as_of: dt.date) -> dt.datetime:
-    return dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time(), tzinfo=UTC)
-
-
-def window_start(as_of: dt.date, days: int) -> dt.datetime:
-    """Start of the `days`-day window ending with (and including) day `as_of`."""
-    return day_end(as_of) - dt.timedelta(days=days)
 
 
 def latest_contacts(contacts: pl.LazyFrame, as_of: dt.date) -> pl.LazyFrame:

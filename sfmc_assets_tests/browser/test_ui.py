@@ -3,7 +3,7 @@
 It starts what README command 1 (`make run`) starts, the Marketing Cloud and Experience Platform
 sandboxes plus `dg dev`, then clicks through the UI the way a user does:
 
-1. *Catalog* and *Lineage* (all groups expanded) show all 11 assets.
+1. *Catalog* and *Lineage* (all groups expanded) show every asset the configuration defines.
 2. *Materialize selected* → partition dialog: one day of the contacts chain succeeds with its checks.
 3. *Materialize selected* → a range of three days of every data extension → *Launch backfill*: it completes.
 4. With bad rows served by the sandbox, the same day-run of the contacts chain fails its blocking
@@ -60,14 +60,19 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCREENSHOTS = Path(os.environ.get("SFMC_SCREENSHOTS_DIR", REPO / "docs" / "screenshots"))
 
-DATA_EXTENSIONS = ("contacts", "campaigns", "activities")
-GROUPS = {"sfmc/raw": "sfmc_raw", "sfmc/clean": "sfmc_clean", "aep": "aep_publish", "segments": "segments"}
-ALL_ASSETS = {
-    **{f"{prefix}/{de}": GROUPS[prefix] for prefix in ("sfmc/raw", "sfmc/clean", "aep") for de in DATA_EXTENSIONS},
-    "segments/contact_features": "segments",
-    "segments/segment_membership": "segments",
-}
-DE_ASSETS = [key for key in ALL_ASSETS if not key.startswith("segments/")]  # every data extension's chain
+DATA_EXTENSIONS = ("contacts", "campaigns", "activities")  # the chains steps 3 and 5 backfill
+
+
+def _all_assets() -> dict[str, str]:
+    """Every asset the bundled configuration defines, with its group: what the UI must show."""
+    from sfmc_assets.definitions import defs
+
+    graph = defs().resolve_asset_graph()
+    return {key.to_user_string(): graph.get(key).group_name for key in graph.materializable_asset_keys}
+
+
+ALL_ASSETS = _all_assets()
+DE_ASSETS = [f"{prefix}/{de}" for prefix in ("sfmc/raw", "sfmc/clean", "aep") for de in DATA_EXTENSIONS]
 CONTACTS_CHAIN = ["sfmc/raw/contacts", "sfmc/clean/contacts", "aep/contacts"]
 GOOD_DAY = "2026-10-03"
 BACKFILL_DAYS = ["2026-10-02", "2026-10-03", "2026-10-04"]
@@ -172,9 +177,9 @@ def click_until(click: Callable[[], None], shown: "Locator") -> None:
     sync_api.expect(shown).to_be_visible()  # last chance, and the assertion's message
 
 
-def open_catalog(pg: "Page", url: str) -> None:
+def open_catalog(pg: "Page", url: str, keys: list[str]) -> None:
     pg.goto(f"{url}/assets")
-    for key in ALL_ASSETS:  # one row (and row checkbox) per asset once the catalog has loaded
+    for key in keys:  # one row (and row checkbox) per asset once the catalog has loaded
         pg.get_by_test_id(f"checkbox-{key}").wait_for(state="attached")
 
 
@@ -194,7 +199,7 @@ def tick(pg: "Page", keys: list[str]) -> None:
 
 def materialize_from_catalog(pg: "Page", url: str, keys: list[str], partitions: str, n_partitions: int) -> "Locator":
     """Catalog → tick the assets → *Materialize selected* → type the partitions; returns the dialog."""
-    open_catalog(pg, url)
+    open_catalog(pg, url, keys)
     tick(pg, keys)
     dialog = pg.get_by_role("dialog").filter(has_text="Launch runs to materialize")
     click_until(lambda: pg.get_by_role("button", name="Materialize selected").click(timeout=APPEAR_TIMEOUT_MS),
@@ -324,7 +329,9 @@ def test_the_ui_end_to_end(stack: tuple[DagsterStack, MarketingCloudSandbox], pa
         nodes = dagster.graphql("{ assetNodes { assetKey { path } groupName } }")["assetNodes"]
         assert {"/".join(n["assetKey"]["path"]): n["groupName"] for n in nodes} == ALL_ASSETS
 
-        open_catalog(page, url)
+        # The catalog renders the rows in view: make room for every asset's row.
+        page.set_viewport_size({"width": 1600, "height": 300 + 45 * len(ALL_ASSETS)})
+        open_catalog(page, url, list(ALL_ASSETS))
         ids = page.locator('[data-testid^="checkbox-"]').evaluate_all("els => els.map(e => e.dataset.testid)")
         assert {i.removeprefix("checkbox-") for i in ids if "/" in i} == set(ALL_ASSETS)
         for key in ALL_ASSETS:
@@ -361,6 +368,7 @@ def test_the_ui_end_to_end(stack: tuple[DagsterStack, MarketingCloudSandbox], pa
         }""")
         assert sorted(map(tuple, shown)) == sorted((g, k.rsplit("/", 1)[1]) for k, g in ALL_ASSETS.items())
         screenshot(page, "01-asset-graph.png")
+        page.set_viewport_size({"width": 1600, "height": 1000})
 
     # 2. One day of the contacts chain, from the partition dialog: the run and its checks succeed.
     with step(page, "02-materialized", tmp_path, dagster):

@@ -27,14 +27,10 @@ from sfmc_assets.lib.engagement import engagement_rows
 from sfmc_assets.lib.events import configured
 from sfmc_assets.lib.lake import ParquetLake
 from sfmc_assets.lib.segments import activity_totals, engagement_totals, sum_totals
+from sfmc_assets.lib.windows import days_back
 
 _EMPTY_ACTIVITIES = {"contact_key": pl.String, "activity_kind": pl.String,
                      "activity_at": pl.Datetime("us", "UTC")}
-
-
-def days_back(day: dt.date, n: int) -> list[str]:
-    """The `n` days ending with `day`, oldest first."""
-    return [(day - dt.timedelta(days=i)).isoformat() for i in range(n - 1, -1, -1)]
 
 
 @dataclass
