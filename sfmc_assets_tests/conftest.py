@@ -81,3 +81,17 @@ def client_for(sandbox: MarketingCloudSandbox, **kwargs: object) -> MarketingClo
 def write_discovery(sandbox: MarketingCloudSandbox | ExperiencePlatformSandbox, path: Path) -> Path:
     path.write_text(json.dumps(sandbox.discovery()), encoding="utf-8")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _no_closed_instance_left_current(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fails the test that leaves a closed Dagster instance's state storage current (a context such as
+    `build_schedule_context` entered and never exited): every later definitions load in the process would
+    fail with "Attempted to resolve undefined DagsterInstance weakref", far from the cause."""
+    yield
+    from dagster._core.storage.defs_state.base import DefsStateStorage
+
+    storage = DefsStateStorage.get()
+    ref = getattr(storage, "_instance_weakref", None)
+    if ref is not None and ref() is None:
+        pytest.fail(f"{request.node.nodeid} left a closed Dagster instance current (exit what it entered)")

@@ -180,7 +180,7 @@ def test_a_refused_token_fails_every_day_naming_the_object(env, stack) -> None:
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
     text = failure.step_failure_data.error.message
-    assert "2 of 2 day(s) failed" in text and "SentEvent" in text and "Login failed" in text
+    assert "2 of 2 asset day(s) failed" in text and "SentEvent" in text and "Login failed" in text
     assert mc.stats()["soap"] <= 3  # the second day was not asked again after a refusal that cannot pass
 
 

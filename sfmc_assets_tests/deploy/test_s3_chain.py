@@ -34,7 +34,7 @@ from sfmc_assets_tests.deploy.conftest import S3
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-PARTITION = "2026-10-03"
+PARTITION = "2026-10-01"  # the first partition: the segment windows need no earlier day
 KEYS = {"contacts": "contact_key", "campaigns": "engagement_id", "activities": "activity_id"}
 
 

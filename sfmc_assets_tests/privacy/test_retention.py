@@ -93,9 +93,10 @@ def test_retention_deletes_exactly_the_expired_partitions(world: World) -> None:
 def test_the_schedule_runs_retention_as_of_the_tick(world: World) -> None:
     schedule = build_definitions(world.config).resolve_schedule_def(f"{RETENTION_JOB}_schedule")
     assert schedule.cron_schedule == "30 3 * * *"
-    with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(
-            instance=instance, scheduled_execution_time=dt.datetime(2026, 10, 6, 3, 30, tzinfo=dt.timezone.utc))
+    # Both entered: a schedule context left open keeps the closed instance current for later tests.
+    with dg.instance_for_test() as instance, dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=dt.datetime(2026, 10, 6, 3, 30, tzinfo=dt.timezone.utc),
+    ) as context:
         request = schedule.evaluate_tick(context).run_requests[0]
     assert request.run_config == {"ops": {"apply_retention": {"config": {"as_of": AS_OF}}}}
     assert request.run_key == AS_OF
