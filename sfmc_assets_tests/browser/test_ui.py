@@ -58,6 +58,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 #: Without the background-networking flags Chromium's connections are refused on a closed network.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+VIEWPORT = {"width": 1600, "height": 1000}
 SCREENSHOTS = Path(os.environ.get("SFMC_SCREENSHOTS_DIR", REPO / "docs" / "screenshots"))
 
 DATA_EXTENSIONS = ("contacts", "campaigns", "activities")  # the chains steps 3 and 5 backfill
@@ -121,7 +122,7 @@ def page(tmp_path: Path) -> Iterator["Page"]:
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         try:
-            pg = browser.new_page(viewport={"width": 1600, "height": 1000})
+            pg = browser.new_page(viewport=VIEWPORT)
             pg.set_default_timeout(UI_TIMEOUT_MS)
             pg.set_default_navigation_timeout(UI_TIMEOUT_MS)
             sync_api.expect.set_options(timeout=UI_TIMEOUT_MS)
@@ -178,6 +179,9 @@ def click_until(click: Callable[[], None], shown: "Locator") -> None:
 
 
 def open_catalog(pg: "Page", url: str, keys: list[str]) -> None:
+    # The catalog renders only the rows in view: make room for every asset's row (`follow_toast` and
+    # step 1 set the usual size back before their screenshots).
+    pg.set_viewport_size({"width": VIEWPORT["width"], "height": 300 + 45 * len(ALL_ASSETS)})
     pg.goto(f"{url}/assets")
     for key in keys:  # one row (and row checkbox) per asset once the catalog has loaded
         pg.get_by_test_id(f"checkbox-{key}").wait_for(state="attached")
@@ -239,6 +243,7 @@ def follow_toast(pg: "Page", url: str, prefix: str) -> str:
     except sync_api.TimeoutError:
         pg.goto(url + href)
     pg.wait_for_url(f"**{href}**")
+    pg.set_viewport_size(VIEWPORT)
     return href.rsplit("/", 1)[-1]
 
 
@@ -329,8 +334,6 @@ def test_the_ui_end_to_end(stack: tuple[DagsterStack, MarketingCloudSandbox], pa
         nodes = dagster.graphql("{ assetNodes { assetKey { path } groupName } }")["assetNodes"]
         assert {"/".join(n["assetKey"]["path"]): n["groupName"] for n in nodes} == ALL_ASSETS
 
-        # The catalog renders the rows in view: make room for every asset's row.
-        page.set_viewport_size({"width": 1600, "height": 300 + 45 * len(ALL_ASSETS)})
         open_catalog(page, url, list(ALL_ASSETS))
         ids = page.locator('[data-testid^="checkbox-"]').evaluate_all("els => els.map(e => e.dataset.testid)")
         assert {i.removeprefix("checkbox-") for i in ids if "/" in i} == set(ALL_ASSETS)
@@ -368,7 +371,7 @@ def test_the_ui_end_to_end(stack: tuple[DagsterStack, MarketingCloudSandbox], pa
         }""")
         assert sorted(map(tuple, shown)) == sorted((g, k.rsplit("/", 1)[1]) for k, g in ALL_ASSETS.items())
         screenshot(page, "01-asset-graph.png")
-        page.set_viewport_size({"width": 1600, "height": 1000})
+        page.set_viewport_size(VIEWPORT)
 
     # 2. One day of the contacts chain, from the partition dialog: the run and its checks succeed.
     with step(page, "02-materialized", tmp_path, dagster):
