@@ -98,26 +98,23 @@ def _no_closed_instance_left_current(request: pytest.FixtureRequest) -> Iterator
 
 
 #: Tests that mostly wait on Dagster's daemon (its backfill loop sleeps 30 s between iterations) and use
-#: little CPU. `make test` runs more workers than cores with `--dist loadgroup`: each group below stays on
-#: one worker and starts first, so its waiting overlaps the CPU-bound tests on the other workers.
-DAEMON_GROUPS = {
-    "e2e/test_backfill.py::test_a_bad_day_in_a_30_day_backfill_holds_back_nothing_else": "daemon_a",
-    "e2e/test_propagation.py::test_a_clean_day_materialised_again_is_followed_once": "daemon_a",
-    "e2e/test_backfill.py::test_windows_are_never_built_from_missing_days_and_empty_days_are_days": "daemon_b",
-    "e2e/test_backfill.py::test_backfill_of_three_days_runs_once_and_reports_each_day": "daemon_b",
-    "e2e/test_backfill.py::test_a_bad_day_fails_alone_in_a_backfill": "daemon_b",
-    "e2e/test_backfill.py::test_two_runs_of_the_same_day_do_not_overlap": "daemon_b",
-}
+#: little CPU. `make test` runs more workers than cores; these start first, so their waiting overlaps
+#: the CPU-bound tests that the other workers run.
+DAEMON_BOUND = (
+    "e2e/test_backfill.py::test_a_bad_day_in_a_30_day_backfill_holds_back_nothing_else",
+    "e2e/test_propagation.py::test_a_clean_day_materialised_again_is_followed_once",
+    "e2e/test_backfill.py::test_windows_are_never_built_from_missing_days_and_empty_days_are_days",
+    "e2e/test_backfill.py::test_backfill_of_three_days_runs_once_and_reports_each_day",
+    "e2e/test_backfill.py::test_a_bad_day_fails_alone_in_a_backfill",
+    "e2e/test_backfill.py::test_two_runs_of_the_same_day_do_not_overlap",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Daemon-bound groups first, then the other slow tests, then the rest (each in collection order)."""
-    for item in items:
-        group = DAEMON_GROUPS.get(item.nodeid.removeprefix("sfmc_assets_tests/"))
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
-
+    """Daemon-bound tests first, then the other slow tests, then the rest (each in collection order)."""
     def rank(item: pytest.Item) -> int:
-        return 0 if item.get_closest_marker("xdist_group") else 1 if item.get_closest_marker("slow") else 2
+        if item.nodeid.removeprefix("sfmc_assets_tests/") in DAEMON_BOUND:
+            return 0
+        return 1 if item.get_closest_marker("slow") else 2
 
     items.sort(key=rank)
