@@ -30,13 +30,13 @@ export SFMC_SCREENSHOTS_DIR="${SFMC_SCREENSHOTS_DIR:-$SFMC_ASSETS_HOME/screensho
 if [ "$#" -gt 0 ]; then
   # Arguments (paths, -k, ...) go to one pytest run as they are.
   echo "== pytest $*"
-  "$BIN/pytest" -n "${PYTEST_WORKERS:-4}" "$@"
+  "$BIN/pytest" -n "${PYTEST_WORKERS:-5}" --dist worksteal "$@"
   exit 0
 fi
 echo "== pytest (parallel)"
-# More workers than cores: the end-to-end tests that wait on Dagster's daemon mostly sleep; they start
-# first (sfmc_assets_tests/conftest.py) while the CPU-bound tests share the cores.
-"$BIN/pytest" -n "${PYTEST_WORKERS:-4}" --ignore=sfmc_assets_tests/browser
+# More workers than cores: the end-to-end tests that wait on Dagster's daemon mostly sleep; each starts
+# a worker's block of tests (sfmc_assets_tests/conftest.py) while the CPU-bound tests share the cores.
+"$BIN/pytest" -n "${PYTEST_WORKERS:-5}" --dist worksteal --ignore=sfmc_assets_tests/browser
 # Alone afterwards: the UI test drives dagster dev + Chromium and needs the 2 cores to itself.
 echo "== pytest: the Dagster UI in Chromium"
 "$BIN/pytest" sfmc_assets_tests/browser

@@ -6,6 +6,7 @@ project's own code is mocked.
 
 import datetime as dt
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,23 +99,37 @@ def _no_closed_instance_left_current(request: pytest.FixtureRequest) -> Iterator
 
 
 #: Tests that mostly wait on Dagster's daemon (its backfill loop sleeps 30 s between iterations) and use
-#: little CPU. `make test` runs more workers than cores; these start first, so their waiting overlaps
-#: the CPU-bound tests that the other workers run.
+#: little CPU, in the groups that start the blocks of `make test`'s workers (one group a worker).
 DAEMON_BOUND = (
-    "e2e/test_backfill.py::test_a_bad_day_in_a_30_day_backfill_holds_back_nothing_else",
-    "e2e/test_propagation.py::test_a_clean_day_materialised_again_is_followed_once",
-    "e2e/test_backfill.py::test_windows_are_never_built_from_missing_days_and_empty_days_are_days",
-    "e2e/test_backfill.py::test_backfill_of_three_days_runs_once_and_reports_each_day",
-    "e2e/test_backfill.py::test_a_bad_day_fails_alone_in_a_backfill",
-    "e2e/test_backfill.py::test_two_runs_of_the_same_day_do_not_overlap",
+    ("e2e/test_backfill.py::test_windows_are_never_built_from_missing_days_and_empty_days_are_days",),
+    ("e2e/test_backfill.py::test_a_bad_day_in_a_30_day_backfill_holds_back_nothing_else",),
+    ("e2e/test_propagation.py::test_a_clean_day_materialised_again_is_followed_once",),
+    ("e2e/test_backfill.py::test_backfill_of_three_days_runs_once_and_reports_each_day",  # one module stack
+     "e2e/test_backfill.py::test_a_bad_day_fails_alone_in_a_backfill",
+     "e2e/test_backfill.py::test_two_runs_of_the_same_day_do_not_overlap"),
 )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Daemon-bound tests first, then the other slow tests, then the rest (each in collection order)."""
-    def rank(item: pytest.Item) -> int:
-        if item.nodeid.removeprefix("sfmc_assets_tests/") in DAEMON_BOUND:
-            return 0
-        return 1 if item.get_closest_marker("slow") else 2
+    """Each daemon-bound group first in the block of tests one worker starts with, the rest slow first.
 
-    items.sort(key=rank)
+    `make test` runs more workers than cores with `--dist worksteal`, which hands worker i the i-th of
+    equal contiguous blocks (idle workers then steal from the ends of others' blocks). A group at the
+    start of each block makes every group start at once, on workers of its own, so their waiting
+    overlaps the CPU-bound tests instead of adding up on one worker.
+    """
+    name = {item: item.nodeid.removeprefix("sfmc_assets_tests/") for item in items}
+    groups = [[i for i in items if name[i] in group] for group in DAEMON_BOUND]
+    grouped = {i for group in groups for i in group}
+    rest = sorted((i for i in items if i not in grouped), key=lambda i: 0 if i.get_closest_marker("slow") else 1)
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    ordered: list[pytest.Item] = []
+    remaining = len(items)
+    for worker in range(workers):
+        block = remaining // (workers - worker)  # worksteal's initial split
+        head = groups.pop(0) if groups and worker < workers - 1 else []
+        take = max(0, block - len(head))
+        ordered += head + rest[:take]
+        del rest[:take]
+        remaining -= block
+    items[:] = ordered + [i for g in groups for i in g] + rest
