@@ -32,7 +32,8 @@ def test_the_check_sees_a_long_function(tmp_path: Path) -> None:
 def test_code_and_docs_cite_no_notes_outside_the_repository() -> None:
     root = PACKAGE.parent
     files = [*PACKAGE.rglob("*.py"), *(root / "docs").rglob("*.md"), root / "README.md", *(root / "bench").rglob("*.py")]
-    pattern = re.compile(r"\.\./shared|shared/reference|\bnotes? [A-Z]\d+\b|field notes")
+    # A relative path that leaves the repository, a path into a reference folder, a note's section label.
+    pattern = re.compile(r"(?<!\.)\.\./|\breference/|\bnotes? [A-Z]\d+\b|field notes")
     hits = [f"{p.relative_to(root)}:{i}" for p in files for i, line in enumerate(p.read_text().splitlines(), 1)
             if pattern.search(line)]
     assert not hits, hits
