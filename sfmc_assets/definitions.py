@@ -43,10 +43,11 @@ PROPAGATE = (
     & ~dg.AutomationCondition.in_progress()
 ).with_label("propagate clean days")
 FOLLOWERS = dg.AssetSelection.groups(PUBLISH_GROUP, SEGMENTS_GROUP)
-#: Evaluates PROPAGATE (Dagster's default automation sensor starts stopped; this one runs by default).
+#: Evaluates PROPAGATE (Dagster's default automation sensor starts stopped; this one runs by default),
+#: every `SFMC_ASSETS_PROPAGATION_INTERVAL_S` seconds (30: Dagster's default for sensors).
 PROPAGATION_SENSOR = dg.AutomationConditionSensorDefinition(
     "sfmc_propagation_sensor", target=FOLLOWERS, default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=int(os.environ.get("SFMC_ASSETS_PROPAGATION_INTERVAL_S", "30")),
     description="Runs the publish and segment days whose clean inputs were materialised again.",
 )
 

@@ -98,28 +98,36 @@ def _no_closed_instance_left_current(request: pytest.FixtureRequest) -> Iterator
         pytest.fail(f"{request.node.nodeid} left a closed Dagster instance current (exit what it entered)")
 
 
-#: Tests that mostly wait on Dagster's daemon (its backfill loop sleeps 30 s between iterations) and use
-#: little CPU, in the groups that start the blocks of `make test`'s workers (one group a worker).
-DAEMON_BOUND = (
+#: Tests that start a worker's block of `make test`, one group a worker (node ids or module paths): the
+#: long tests that mostly wait on Dagster's daemon, so their waits overlap the CPU-bound tests instead of
+#: adding up on one worker, and modules whose module-scoped world takes a minute to build, so no other
+#: worker steals some of their tests and builds it again.
+WORKER_HEADS = (
     ("e2e/test_backfill.py::test_windows_are_never_built_from_missing_days_and_empty_days_are_days",),
     ("e2e/test_backfill.py::test_a_bad_day_in_a_30_day_backfill_holds_back_nothing_else",),
-    ("e2e/test_propagation.py::test_a_clean_day_materialised_again_is_followed_once",),
+    ("e2e/test_propagation.py", "privacy/test_erasure_crash.py"),
     ("e2e/test_backfill.py::test_backfill_of_three_days_runs_once_and_reports_each_day",  # one module stack
      "e2e/test_backfill.py::test_a_bad_day_fails_alone_in_a_backfill",
-     "e2e/test_backfill.py::test_two_runs_of_the_same_day_do_not_overlap"),
+     "e2e/test_backfill.py::test_two_runs_of_the_same_day_do_not_overlap",
+     "privacy/test_erasure_job.py"),
+    ("privacy/test_erasure.py", "security/test_secrets_never_stored.py"),
 )
 
 
+def _in(name: str, group: tuple[str, ...]) -> bool:
+    return any(name == g or name.startswith(g + "::") for g in group)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Each daemon-bound group first in the block of tests one worker starts with, the rest slow first.
+    """Each of WORKER_HEADS first in the block of tests one worker starts with, the rest slow first.
 
     `make test` runs more workers than cores with `--dist worksteal`, which hands worker i the i-th of
-    equal contiguous blocks (idle workers then steal from the ends of others' blocks). A group at the
-    start of each block makes every group start at once, on workers of its own, so their waiting
-    overlaps the CPU-bound tests instead of adding up on one worker.
+    equal contiguous blocks; an idle worker then steals the unstarted tests at the end of another's block.
+    A group at the start of each block makes every group start at once, on a worker of its own, and
+    keeps it there.
     """
     name = {item: item.nodeid.removeprefix("sfmc_assets_tests/") for item in items}
-    groups = [[i for i in items if name[i] in group] for group in DAEMON_BOUND]
+    groups = [[i for i in items if _in(name[i], group)] for group in WORKER_HEADS]
     grouped = {i for group in groups for i in group}
     rest = sorted((i for i in items if i not in grouped), key=lambda i: 0 if i.get_closest_marker("slow") else 1)
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
@@ -127,9 +135,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     remaining = len(items)
     for worker in range(workers):
         block = remaining // (workers - worker)  # worksteal's initial split
-        head = groups.pop(0) if groups and worker < workers - 1 else []
+        head = groups.pop(0) if groups else []
         take = max(0, block - len(head))
         ordered += head + rest[:take]
         del rest[:take]
-        remaining -= block
+        remaining -= len(head) + take
     items[:] = ordered + [i for g in groups for i in g] + rest
