@@ -37,3 +37,26 @@ def test_code_and_docs_cite_no_notes_outside_the_repository() -> None:
     hits = [f"{p.relative_to(root)}:{i}" for p in files for i, line in enumerate(p.read_text().splitlines(), 1)
             if pattern.search(line)]
     assert not hits, hits
+
+
+#: An environment variable the package reads: `os.environ[...]`, `os.environ.get(...)`, `os.getenv(...)`,
+#: `dg.EnvVar(...)`, `EnvVar(...)` with a literal name.
+ENV_READ = re.compile(r"""(?:environ(?:\.get)?[\[(]|getenv\(|EnvVar\()\s*["']([A-Z][A-Z0-9_]+)["']""")
+
+
+def env_vars_read(paths: list[Path]) -> set[str]:
+    return {m.group(1) for p in paths for m in ENV_READ.finditer(p.read_text())}
+
+
+def test_every_environment_variable_the_package_reads_is_in_the_readme() -> None:
+    names = env_vars_read(sorted(PACKAGE.rglob("*.py")))
+    assert {"SFMC_CLIENT_SECRET", "AEP_CLIENT_ID", "SFMC_ASSETS_HOME"} <= names  # the scan sees them
+    readme = (PACKAGE.parent / "README.md").read_text()
+    missing = sorted(n for n in names if f"`{n}`" not in readme)
+    assert not missing, f"add these to README.md's environment variables: {missing}"
+
+
+def test_the_scan_sees_each_way_of_reading_a_variable(tmp_path: Path) -> None:
+    (tmp_path / "m.py").write_text('os.environ["A_1"]; os.environ.get("B_2", "x"); os.getenv(\'C_3\'); '
+                                   'dg.EnvVar("D_4"); os.environ.get(name)\n')
+    assert env_vars_read([tmp_path / "m.py"]) == {"A_1", "B_2", "C_3", "D_4"}
