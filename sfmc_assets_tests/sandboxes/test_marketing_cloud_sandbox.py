@@ -11,7 +11,6 @@ import datetime as dt
 import decimal
 import json
 import re
-import statistics
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -886,31 +885,24 @@ def test_default_range_is_the_30_days_ending_yesterday(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_million_rows_generate_quickly_and_pages_stay_fast(tmp_path: Path) -> None:
-    started = time.monotonic()
+def test_a_million_rows_are_served_page_by_page_in_order(tmp_path: Path) -> None:
+    """A tenant-sized data extension: a day's filter, consecutive pages and the last of 400 pages hold exactly
+    the rows they should. (How fast the sandbox serves pages is measured by `bench/extract.py`.)"""
     with MarketingCloudSandbox(tmp_path, start=dt.date(2026, 9, 1), end=dt.date(2026, 10, 1),
                                rows={"Campaign_Engagement": 1_000_000}) as sb:
-        generated = time.monotonic() - started
+        truth = sb.ground_truth("Campaign_Engagement")
         api = Api(sb)
         day = "EventDate gte '2026-09-10T00:00:00Z' and EventDate lt '2026-09-11T00:00:00Z'"
-        started = time.monotonic()
         first = api.rowset("Campaign_Engagement", **{"$filter": day, "$orderBy": "EngagementID asc"}).json()
-        first_page = time.monotonic() - started
-        assert 30_000 < first["count"] < 37_000
-        timings = []
+        of_day = truth.filter(pl.col("EventDate").dt.date() == dt.date(2026, 9, 10)).sort("EngagementID")
+        assert first["count"] == of_day.height and 30_000 < first["count"] < 37_000
+        served = [i["keys"]["engagementid"] for i in first["items"]]
         for page in range(2, 12):
-            started = time.monotonic()
-            resp = api.next_page(first, page)
-            timings.append(time.monotonic() - started)
-            assert len(resp.json()["items"]) == 2500
+            items = api.next_page(first, page).json()["items"]
+            assert len(items) == 2500
+            served += [i["keys"]["engagementid"] for i in items]
+        assert served == [str(k) for k in of_day["EngagementID"].head(len(served))]  # in order, none twice
         whole = api.rowset("Campaign_Engagement", **{"$orderBy": "EngagementID", "$pageSize": 2500}).json()
         assert whole["count"] == 1_000_000
-        started = time.monotonic()
-        deep = api.next_page(whole, 400).json()
-        deep_page = time.monotonic() - started
-        assert len(deep["items"]) == 2500
-    print(f"1M rows: generated in {generated:.1f}s, first page {first_page * 1000:.0f} ms, "
-          f"median page {statistics.median(timings) * 1000:.1f} ms, page 400 {deep_page * 1000:.1f} ms")
-    assert generated < 60, generated
-    assert statistics.median(timings) < 0.1, timings  # ~10 ms on 2 cores; generous for loaded CI machines
-    assert first_page < 2 and deep_page < 0.5
+        last = api.next_page(whole, 400).json()["items"]
+    assert [i["keys"]["engagementid"] for i in last] == [str(k) for k in truth.sort("EngagementID")["EngagementID"].tail(2500)]
