@@ -28,6 +28,8 @@ CHAINS = [f"{layer}/{de}" for de in FEEDS for layer in ("sfmc/raw", "sfmc/clean"
 SEGMENTS = ["segments/contact_features", "segments/segment_membership"]
 FOLLOWERS = ["aep/contacts", *SEGMENTS]
 Stack = tuple[DagsterStack, MarketingCloudSandbox, ExperiencePlatformSandbox]
+#: How often the sensor evaluates here (its default is 30 s; every evaluation is the same as with it).
+SENSOR_INTERVAL_S = 5
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     (home / "sandboxes" / "marketing_cloud.json").write_text(json.dumps(mc.discovery()))
     (home / "sandboxes" / "experience_platform.json").write_text(json.dumps(aep.discovery()))
     try:
-        with dagster_dev(home) as dagster:
+        with dagster_dev(home, env={"SFMC_ASSETS_PROPAGATION_INTERVAL_S": str(SENSOR_INTERVAL_S)}) as dagster:
             yield dagster, mc, aep
     finally:
         mc.stop()
@@ -50,7 +52,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def _ticks(dagster: DagsterStack) -> list[dict]:
-    """The propagation sensor's ticks, newest first (the daemon evaluates it every 30 s)."""
+    """The propagation sensor's ticks, newest first (the daemon evaluates it every SENSOR_INTERVAL_S)."""
     location = dagster.graphql("{ workspaceOrError { ... on Workspace { locationEntries { name } } } }")[
         "workspaceOrError"]["locationEntries"][0]["name"]
     data = dagster.graphql(
