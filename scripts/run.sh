@@ -8,6 +8,9 @@ export DAGSTER_HOME="${DAGSTER_HOME:-$SFMC_ASSETS_HOME/dagster_home}"
 HOST="${DAGSTER_HOST:-127.0.0.1}"
 PORT="${DAGSTER_PORT:-3000}"
 BIN=.venv/bin
+# Every process (each run, each step) imports the project from bytecode, also where PYTHONDONTWRITEBYTECODE
+# is set (Python then compiles the source again in each process): compile the current source once here.
+"$BIN/python" -m compileall -q sfmc_assets >/dev/null
 mkdir -p "$DAGSTER_HOME"
 [ -f "$DAGSTER_HOME/dagster.yaml" ] || cp deploy/dagster.dev.yaml "$DAGSTER_HOME/dagster.yaml"
 

@@ -3,6 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
+# Every process (each run, each step) imports the project from bytecode, also where PYTHONDONTWRITEBYTECODE
+# is set (Python then compiles the source again in each process): compile the current source once here.
+"$BIN/python" -m compileall -q sfmc_assets bench >/dev/null
 # Tests never touch the developer's ./.sfmc_assets: each run gets its own home.
 SFMC_ASSETS_HOME="$(mktemp -d -t sfmc_assets_test.XXXXXX)"
 export SFMC_ASSETS_HOME
