@@ -10,6 +10,7 @@ import pytest
 
 from sfmc_assets.defs.partitions import partitioned_check
 from sfmc_assets.defs.ranges import DayResult, describe_days, report, unusable_days
+from sfmc_assets_tests.checks import latest_check_status
 
 PARTS = dg.DailyPartitionsDefinition("2026-10-01", end_date="2026-10-06")
 KEY = dg.AssetKey(["toy", "days"])
@@ -34,16 +35,6 @@ def _run(instance: dg.DagsterInstance, bad: set[str], first: str, last: str) -> 
     return dg.materialize([_asset(bad)], instance=instance, tags=tags, raise_on_error=False)
 
 
-def _checks(instance: dg.DagsterInstance) -> dict[str, bool]:
-    records = instance.event_log_storage.get_asset_check_execution_history(dg.AssetCheckKey(KEY, CHECK), limit=50)
-    latest: dict[str, bool] = {}
-    for r in records:  # newest first
-        evaluation = r.event.asset_check_evaluation if r.event else None
-        if evaluation and evaluation.partition:
-            latest.setdefault(evaluation.partition, evaluation.passed)
-    return latest
-
-
 @pytest.fixture
 def instance() -> dg.DagsterInstance:
     with dg.instance_for_test() as inst:
@@ -57,7 +48,7 @@ def test_a_good_range_materialises_each_day_with_its_own_metadata_and_check(inst
         record = instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=KEY, asset_partitions=[day]), limit=1).records[0]
         assert record.asset_materialization.metadata["rows"].value == len(day)
-    assert _checks(instance) == dict.fromkeys(ALL[:3], True)
+    assert latest_check_status(instance, KEY, CHECK) == dict.fromkeys(ALL[:3], "SUCCEEDED")
 
 
 def test_a_bad_day_fails_alone_and_is_named(instance: dg.DagsterInstance) -> None:
@@ -66,7 +57,7 @@ def test_a_bad_day_fails_alone_and_is_named(instance: dg.DagsterInstance) -> Non
     failure = result.get_step_failure_events()[0].step_failure_data
     assert f"1 of 3 asset day(s) failed. toy/days {ALL[1]}: {ALL[1]} holds bad rows" in failure.error.message
     assert set(instance.get_materialized_partitions(KEY)) == {ALL[0], ALL[2]}
-    assert _checks(instance) == {ALL[0]: True, ALL[1]: False, ALL[2]: True}
+    assert latest_check_status(instance, KEY, CHECK) == {ALL[0]: "SUCCEEDED", ALL[1]: "FAILED", ALL[2]: "SUCCEEDED"}
     assert unusable_days(instance, KEY, PARTS, ALL) == {
         ALL[1]: "its latest materialisation failed",
         ALL[3]: "never materialised", ALL[4]: "never materialised"}

@@ -24,7 +24,9 @@ BIN = Path(sys.executable).parent
 #: The test stack's daemon ticks (`daemon_ticks/sitecustomize.py`): the backfill daemon and the run queue
 #: look every 2 s and 1 s instead of Dagster's 30 s and 5 s; only the waits between ticks are shorter,
 #: every tick does what it does in `make run`. (The propagation test also shortens its sensor's interval.)
-TICKS_ENV = {"PYTHONPATH": str(Path(__file__).parent / "daemon_ticks"), "SFMC_TEST_DAEMON_TICK_S": "2"}
+TICKS_ENV = {"PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent / "daemon_ticks"),
+                                                         os.environ.get("PYTHONPATH")])),
+             "SFMC_TEST_DAEMON_TICK_S": "2"}
 DEQUEUE_INTERVAL_S = 1
 
 

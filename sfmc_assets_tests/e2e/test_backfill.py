@@ -11,6 +11,7 @@ import pytest
 
 from sfmc_assets.sandboxes.experience_platform import ExperiencePlatformSandbox
 from sfmc_assets.sandboxes.marketing_cloud import MarketingCloudSandbox
+from sfmc_assets_tests.checks import latest_check_status
 from sfmc_assets_tests.conftest import DATA_END, DATA_START
 from sfmc_assets_tests.e2e.stack import REPO, DagsterStack, dagster_dev
 
@@ -39,16 +40,6 @@ def _materialized(instance: dg.DagsterInstance, key: str) -> set[str]:
     return set(instance.get_materialized_partitions(dg.AssetKey(key.split("/"))))
 
 
-def _check_status(instance: dg.DagsterInstance, key: str, check: str) -> dict[str, str]:
-    records = instance.event_log_storage.get_asset_check_execution_history(
-        dg.AssetCheckKey(dg.AssetKey(key.split("/")), check), limit=100)
-    latest: dict[str, str] = {}
-    for r in records:  # newest first
-        if r.event and r.event.asset_check_evaluation and r.event.asset_check_evaluation.partition:
-            latest.setdefault(r.event.asset_check_evaluation.partition, r.status.value)
-    return latest
-
-
 def test_backfill_of_three_days_runs_once_and_reports_each_day(stack: tuple[DagsterStack, MarketingCloudSandbox]) -> None:
     dagster, _ = stack
     backfill_id = dagster.launch_backfill(ASSETS, DAYS)
@@ -58,7 +49,7 @@ def test_backfill_of_three_days_runs_once_and_reports_each_day(stack: tuple[Dags
         assert len(runs) == 1  # single_run policy: one run for the whole range
         for key in ASSETS:
             assert _materialized(instance, key) >= set(DAYS), key
-        statuses = _check_status(instance, "sfmc/clean/contacts", "pandera_contract")
+        statuses = latest_check_status(instance, "sfmc/clean/contacts", "pandera_contract")
         assert all(statuses[d] == "SUCCEEDED" for d in DAYS)
         event = instance.get_latest_materialization_event(dg.AssetKey(["sfmc", "raw", "contacts"]))
         assert event.asset_materialization.partition == DAYS[-1]
@@ -76,7 +67,7 @@ def test_a_bad_day_fails_alone_in_a_backfill(stack: tuple[DagsterStack, Marketin
     backfill_id = dagster.launch_backfill(["sfmc/raw/contacts", "sfmc/clean/contacts"], days)
     assert dagster.wait_backfill(backfill_id) == "COMPLETED_FAILED"
     with dagster.instance() as instance:
-        statuses = _check_status(instance, "sfmc/clean/contacts", "pandera_contract")
+        statuses = latest_check_status(instance, "sfmc/clean/contacts", "pandera_contract")
         assert statuses[BAD_DAY] == "FAILED"
         assert statuses["2026-10-05"] == statuses["2026-10-06"] == "SUCCEEDED"
         backfill = instance.get_backfill(backfill_id)
@@ -223,5 +214,5 @@ def test_windows_are_never_built_from_missing_days_and_empty_days_are_days(tmp_p
             for key, check in (("sfmc/clean/contacts", "pandera_contract"), ("aep/campaigns", "reconciles_with_clean"),
                                ("segments/contact_features", "inputs_complete"),
                                ("segments/segment_membership", "members_exist_in_contact_features")):
-                statuses = _check_status(instance, key, check)
+                statuses = latest_check_status(instance, key, check)
                 assert all(statuses[d] == "SUCCEEDED" for d in ALL_DAYS), (key, check)

@@ -2,6 +2,7 @@
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 
@@ -17,7 +18,8 @@ class Transient(Exception):
         self.retry_after = retry_after
 
 
-def _flaky(failures: int, exc: type[Exception] = Transient) -> tuple[list[int], object]:
+def _flaky(failures: int, exc: Callable[[], Exception] = Transient) -> tuple[list[int], Callable[[], str]]:
+    """A call that fails `failures` times with `exc()`, then returns "ok"; and the list of its calls."""
     calls: list[int] = []
 
     def fn() -> str:
@@ -75,13 +77,7 @@ def test_a_server_retry_after_drives_the_wait() -> None:
         def warning(self, msg: str, *args: object) -> None:
             waits.append(float(args[2]))
 
-    calls: list[int] = []
-
-    def fn() -> str:
-        calls.append(1)
-        if len(calls) == 1:
-            raise Transient(retry_after=0.3)
-        return "ok"
+    _, fn = _flaky(1, exc=lambda: Transient(retry_after=0.3))
     assert call_with_retries(fn, settings=FAST, transient=Transient, counters=Counter(), log=Log(),
                              service="x") == "ok"
     assert len(waits) == 1 and 0.3 <= waits[0] <= 0.55
