@@ -60,3 +60,38 @@ def test_the_scan_sees_each_way_of_reading_a_variable(tmp_path: Path) -> None:
     (tmp_path / "m.py").write_text('os.environ["A_1"]; os.environ.get("B_2", "x"); os.getenv(\'C_3\'); '
                                    'dg.EnvVar("D_4"); os.environ.get(name)\n')
     assert env_vars_read([tmp_path / "m.py"]) == {"A_1", "B_2", "C_3", "D_4"}
+
+
+def _blocks(paths: list[Path], n: int = 6) -> set[tuple[str, ...]]:
+    """Every run of `n` consecutive code lines (stripped; blank and comment-only lines skipped)."""
+    out: set[tuple[str, ...]] = set()
+    for path in paths:
+        lines = [s for line in path.read_text().splitlines() if (s := line.strip()) and not s.startswith("#")]
+        out |= {tuple(lines[i:i + n]) for i in range(len(lines) - n + 1)}
+    return out
+
+
+def test_the_two_service_clients_share_no_block_of_six_lines() -> None:
+    """Token cache, sessions, retries, scrubbing and error context live once, in `lib/http`."""
+    mc = _blocks(sorted((PACKAGE / "lib" / "marketing_cloud").glob("*.py")))
+    aep = _blocks(sorted((PACKAGE / "lib" / "experience_platform").glob("*.py")))
+    assert len(mc) > 500 and len(aep) > 500  # the walk saw both packages
+    shared = mc & aep
+    assert not shared, "move these into lib/http and call them from both clients:\n" + "\n\n".join(
+        "\n".join(block) for block in sorted(shared)[:5])
+
+
+def test_the_block_check_sees_a_shared_block(tmp_path: Path) -> None:
+    body = "\n".join(f"x{i} = {i}" for i in range(6))
+    (tmp_path / "a.py").write_text(f"a = 1\n{body}\n")
+    (tmp_path / "b.py").write_text(f"# other\n\n{body}\nb = 2\n")
+    assert _blocks([tmp_path / "a.py"]) & _blocks([tmp_path / "b.py"]) == {tuple(body.splitlines())}
+
+
+def test_the_readme_stays_short_and_its_docs_links_resolve() -> None:
+    root = PACKAGE.parent
+    readme = (root / "README.md").read_text()
+    assert len(readme.splitlines()) < 300, "move detail into docs/ and link it"
+    linked = set(re.findall(r"\]\((docs/[^)#]+)", readme))
+    assert len(linked) >= 5, linked  # the README points to the docs
+    assert not [link for link in linked if not (root / link).exists()]
