@@ -17,6 +17,7 @@ from sfmc_assets.resources import (
 from sfmc_assets.sandboxes.experience_platform import ExperiencePlatformSandbox
 from sfmc_assets.sandboxes.marketing_cloud import MarketingCloudSandbox
 from sfmc_assets_tests.conftest import write_discovery
+from sfmc_assets_tests.instances import memory_instance
 
 Materialize = Callable[..., dg.ExecuteInProcessResult]
 
@@ -43,7 +44,7 @@ def resources_for(sandbox: MarketingCloudSandbox, tmp_path: Path,
 
 @pytest.fixture
 def instance() -> dg.DagsterInstance:
-    with dg.instance_for_test() as inst:
+    with memory_instance() as inst:
         yield inst
 
 

@@ -17,6 +17,7 @@ from sfmc_assets.sandboxes.experience_platform import ExperiencePlatformSandbox
 from sfmc_assets.sandboxes.marketing_cloud import Fault, MarketingCloudSandbox
 from sfmc_assets_tests.conftest import DATA_END, DATA_START
 from sfmc_assets_tests.defs.conftest import resources_for
+from sfmc_assets_tests.instances import memory_instance
 
 DAYS = ["2026-10-02", "2026-10-03", "2026-10-04"]
 EVENT_ASSETS = dg.AssetSelection.key_prefixes(["sfmc", "raw", "events"], ["sfmc", "clean", "events"],
@@ -62,7 +63,7 @@ def env(stack, tmp_path: Path, config: ProjectConfig):
     mc, aep = stack
     mc.clear_faults()
     mc.reset_stats()
-    with dg.instance_for_test() as instance:
+    with memory_instance() as instance:
         yield build_definitions(config), resources_for(mc, tmp_path, aep), instance, ParquetLake(str(tmp_path / "lake"))
     mc.clear_faults()
 

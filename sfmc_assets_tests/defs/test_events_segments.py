@@ -20,6 +20,7 @@ from sfmc_assets.lib.warehouse import Warehouse
 from sfmc_assets.sandboxes.marketing_cloud import MarketingCloudSandbox
 from sfmc_assets_tests.conftest import DATA_END, DATA_START
 from sfmc_assets_tests.defs.conftest import resources_for
+from sfmc_assets_tests.instances import memory_instance
 
 UTC = dt.timezone.utc
 RANGE = ("2026-10-01", "2026-10-07")
@@ -113,7 +114,7 @@ def segmented(tmp_path_factory: pytest.TempPathFactory, config: ProjectConfig) -
     warehouse = Warehouse(tmp_path / "warehouse.duckdb")
     feeding = dg.AssetSelection.groups("sfmc_raw", "sfmc_clean", "segments") - dg.AssetSelection.key_prefixes(
         ["sfmc", "raw", "orders"], ["sfmc", "clean", "orders"])
-    with dg.instance_for_test() as instance:
+    with memory_instance() as instance:
         _run(build_definitions(_with_source(config, "both")), resources, instance, feeding)
         both = {d: warehouse.query("SELECT * FROM segments.contact_features WHERE as_of_date = ?",
                                    [dt.date.fromisoformat(d)]) for d in CHECK_DAYS}

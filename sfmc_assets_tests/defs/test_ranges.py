@@ -11,6 +11,7 @@ import pytest
 from sfmc_assets.defs.partitions import partitioned_check
 from sfmc_assets.defs.ranges import DayResult, describe_days, report, unusable_days
 from sfmc_assets_tests.checks import latest_check_status
+from sfmc_assets_tests.instances import memory_instance
 
 PARTS = dg.DailyPartitionsDefinition("2026-10-01", end_date="2026-10-06")
 KEY = dg.AssetKey(["toy", "days"])
@@ -37,7 +38,7 @@ def _run(instance: dg.DagsterInstance, bad: set[str], first: str, last: str) -> 
 
 @pytest.fixture
 def instance() -> dg.DagsterInstance:
-    with dg.instance_for_test() as inst:
+    with memory_instance() as inst:
         yield inst
 
 

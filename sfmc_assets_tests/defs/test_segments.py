@@ -18,6 +18,7 @@ from sfmc_assets.lib.warehouse import Warehouse
 from sfmc_assets.sandboxes.marketing_cloud import MarketingCloudSandbox
 from sfmc_assets_tests.conftest import DATA_END, DATA_START
 from sfmc_assets_tests.defs.conftest import resources_for
+from sfmc_assets_tests.instances import memory_instance
 
 UTC = dt.timezone.utc
 RANGE = ("2026-10-01", "2026-10-07")
@@ -118,7 +119,7 @@ def segmented(tmp_path_factory: pytest.TempPathFactory, config: ProjectConfig):
     ])
     defs = build_definitions(config)
     resources = resources_for(sb, tmp_path)
-    with dg.instance_for_test() as instance:
+    with memory_instance() as instance:
         _run(defs, resources, instance, RANGE[0], "2026-10-04")
         before = sb.ground_truth("Contacts_DE")
         row = before.filter(SubscriberKey=changer).row(0, named=True)
@@ -219,7 +220,7 @@ def test_old_contacts_days_rerun_or_failed_reach_the_later_segment_days(
     sb, defs, resources = fresh_mc_sandbox, build_definitions(config), resources_for(fresh_mc_sandbox, tmp_path)
     wh = Warehouse(tmp_path / "warehouse.duckdb")
     t = dt.datetime
-    with dg.instance_for_test() as instance:
+    with memory_instance() as instance:
         _run(defs, resources, instance, "2026-10-01", "2026-10-04")
         contacts = sb.ground_truth("Contacts_DE").filter(
             pl.col("OptIn") & (pl.col("CustomerStage") == "New")

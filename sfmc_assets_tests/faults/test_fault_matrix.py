@@ -33,6 +33,7 @@ from sfmc_assets.sandboxes.experience_platform import Fault as AepFault
 from sfmc_assets.sandboxes.marketing_cloud import Fault, MarketingCloudSandbox
 from sfmc_assets_tests.conftest import DATA_END, DATA_START
 from sfmc_assets_tests.defs.conftest import resources_for
+from sfmc_assets_tests.instances import memory_instance
 
 PARTITION = "2026-10-03"
 DE = "campaigns"
@@ -52,7 +53,7 @@ class Env:
 
     def run(self, config: ProjectConfig | None = None) -> dg.ExecuteInProcessResult:
         defs = build_definitions(config or self.config)
-        with dg.instance_for_test() as instance:
+        with memory_instance() as instance:
             return dg.materialize(list(defs.assets or []), partition_key=PARTITION, selection=CHAIN,
                                   resources=self.resources, instance=instance, raise_on_error=False)
 

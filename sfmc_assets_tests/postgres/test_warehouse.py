@@ -31,6 +31,7 @@ from sfmc_assets.lib.warehouse import PostgresWarehouse, Warehouse, open_warehou
 from sfmc_assets.resources import WarehouseResource
 from sfmc_assets.sandboxes.marketing_cloud import MarketingCloudSandbox
 from sfmc_assets_tests.defs.conftest import resources_for
+from sfmc_assets_tests.instances import memory_instance
 from sfmc_assets_tests.postgres.warehouse_writer import TABLE, one_write
 
 HAS_PG = bool(os.environ.get("DAGSTER_PG_HOST"))
@@ -106,7 +107,7 @@ def test_segment_assets_on_postgres_equal_duckdb(
     defs = build_definitions(config)
     assets = list(defs.assets or [])
     resources = resources_for(mc_sandbox, tmp_path)
-    with dg.instance_for_test() as instance:
+    with memory_instance() as instance:
         upstream = dg.AssetSelection.groups("sfmc_raw", "sfmc_clean", "segments")
         assert dg.materialize(assets, partition_key=PARTITION, resources=resources, instance=instance,
                               selection=upstream).success
