@@ -134,9 +134,17 @@ def test_killed_mid_publish(world: World) -> None:
 def test_two_runs_publishing_the_same_day_at_once_leave_one_live_batch(world: World) -> None:
     world.aep.processing_delay_s = 0.1
     world.rerun()  # the day extracted, cleaned and published once
-    world.aep.processing_delay_s = 3.0  # a publish now takes > 3 s: a wide window for the two to race in
+    # The first publish to complete its batch is held in processing until the other run is seen waiting
+    # for the day: the two overlap however slowly their processes start on a loaded machine.
+    world.aep.processing_delay_s = 600
     logs = [world.home / f"publish_{i}.log" for i in range(2)]
     runs = [world.start_run("key:aep/campaigns", log) for log in logs]
+    deadline = time.monotonic() + 240
+    while not any("waiting up to" in log.read_text() for log in logs):  # one of them waits for the other
+        assert time.monotonic() < deadline and all(r.poll() is None for r in runs), [log.read_text()[-2000:] for log in logs]
+        time.sleep(0.2)
+    world.aep.processing_delay_s = 0.1
+    world.aep.process_now()
     for run, log in zip(runs, logs, strict=True):
         assert run.wait(timeout=300) == 0, log.read_text()[-3000:]
     batches = sorted((b for b in world.aep.batches() if f"campaigns/{PARTITION}" in str(b.get("tags"))),
@@ -146,4 +154,3 @@ def test_two_runs_publishing_the_same_day_at_once_leave_one_live_batch(world: Wo
     assert second["created"] >= first["completed"], "two publishes of the same day overlapped"
     assert second["predecessors"] == [first["id"]]  # the second replaced the first
     assert [b["id"] for b in world.live_batches()] == [second["id"]]
-    assert any("waiting up to" in log.read_text() for log in logs)  # one of them did wait for the other

@@ -283,6 +283,17 @@ class ExperiencePlatformSandbox:
             self._state["tokens"] = {}
             self._save()
 
+    def process_now(self) -> None:
+        """Promote every batch still processing now, instead of when its processing delay ends.
+
+        For a test that holds a publish in processing until something else has happened.
+        """
+        with self._lock:
+            timers, self._timers = dict(self._timers), {}
+        for batch_id, timer in timers.items():
+            timer.cancel()
+            self._process(batch_id)
+
     def stats(self) -> dict[str, int]:
         with self._lock:
             return dict(self._stats)
