@@ -106,6 +106,7 @@ WORKER_HEADS = (
     ("e2e/test_backfill.py::test_windows_are_never_built_from_missing_days_and_empty_days_are_days",),
     ("e2e/test_backfill.py::test_a_bad_day_in_a_30_day_backfill_holds_back_nothing_else",),
     ("e2e/test_propagation.py", "privacy/test_erasure_crash.py"),
+    ("browser/test_ui.py",),
     ("e2e/test_backfill.py::test_backfill_of_three_days_runs_once_and_reports_each_day",  # one module stack
      "e2e/test_backfill.py::test_a_bad_day_fails_alone_in_a_backfill",
      "e2e/test_backfill.py::test_two_runs_of_the_same_day_do_not_overlap",
