@@ -289,9 +289,10 @@ class ExperiencePlatformSandbox:
         For a test that holds a publish in processing until something else has happened.
         """
         with self._lock:
-            timers, self._timers = dict(self._timers), {}
-        for batch_id, timer in timers.items():
-            timer.cancel()
+            pending = list(self._timers)
+            for batch_id in pending:
+                self._cancel(batch_id)
+        for batch_id in pending:
             self._process(batch_id)
 
     def stats(self) -> dict[str, int]:
