@@ -103,9 +103,9 @@ def _no_closed_instance_left_current(request: pytest.FixtureRequest) -> Iterator
 #: adding up on one worker, and modules whose module-scoped world takes a minute to build, so no other
 #: worker steals some of their tests and builds it again.
 WORKER_HEADS = (
-    ("e2e/test_backfill.py::test_windows_are_never_built_from_missing_days_and_empty_days_are_days",),
-    ("e2e/test_backfill.py::test_a_bad_day_in_a_30_day_backfill_holds_back_nothing_else",),
-    ("e2e/test_propagation.py", "privacy/test_erasure_crash.py"),
+    ("e2e/test_backfill.py::test_30_days_backfilled_hold_back_only_the_bad_day_and_build_no_window_from_missing_days",),
+    ("e2e/test_propagation.py",),
+    ("privacy/test_erasure_crash.py",),
     ("browser/test_ui.py",),
     ("e2e/test_backfill.py::test_backfill_of_three_days_runs_once_and_reports_each_day",  # one module stack
      "e2e/test_backfill.py::test_a_bad_day_fails_alone_in_a_backfill",

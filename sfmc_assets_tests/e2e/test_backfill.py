@@ -143,52 +143,21 @@ def _live_days(aep: ExperiencePlatformSandbox, dataset: str) -> set[str]:
     return {label.split("/", 1)[1] for label in labels}
 
 
-def test_a_bad_day_in_a_30_day_backfill_holds_back_nothing_else(tmp_path: Path) -> None:
-    """30 days of every asset with one bad contacts day: 29 days published and segmented, that day failed
-    (alone, as itself); the source fixed, re-executing the failed days completes all 30.
+def test_30_days_backfilled_hold_back_only_the_bad_day_and_build_no_window_from_missing_days(tmp_path: Path) -> None:
+    """One fresh history of 30 days: the first two without any source rows, the last with bad contacts.
+
+    1. A 7-day backfill in the middle: the segment days it touches (its 7 days and the later days whose
+       windows include them) fail naming the upstream days never materialised.
+    2. A backfill of every partition of every asset (the UI's "All"): 29 days published and segmented,
+       the bad day failed alone, as itself; the days without data are valid, empty days.
+    3. The source fixed, re-executing the failed days completes all 30.
 
     The bad rows are in Marketing Cloud, so re-executing means running the failed days again from the
     extract (the UI: the assets, *Materialize*, the failed days): a re-execution *from failure* re-runs
     only the failed steps on the raw day already read, which still holds the bad rows.
     """
-    last = ALL_DAYS[-1]
-    with pipeline_stack(tmp_path, data_from=FIRST) as (dagster, mc, aep):
-        assert mc.inject_bad_rows("Contacts_DE", "invalid_email", dt.date.fromisoformat(last), n=2)
-        backfill = dagster.launch_backfill(ALL_ASSETS, ALL_DAYS)
-        assert dagster.wait_backfill(backfill, timeout_s=900) == "COMPLETED_FAILED"
-        with dagster.instance() as instance:
-            held_back = {"sfmc/clean/contacts", "aep/contacts", "segments/contact_features",
-                         "segments/segment_membership"}
-            for key in ALL_ASSETS:
-                assert _materialized(instance, key) == set(ALL_DAYS) - ({last} if key in held_back else set()), key
-            assert _failed(instance, backfill) == {(key, last) for key in held_back}
-            status = instance.get_status_by_partition(dg.AssetKey(["sfmc", "clean", "contacts"]), ALL_DAYS,
-                                                      dg.DailyPartitionsDefinition(FIRST.isoformat(), timezone="UTC"))
-            assert status[last] == dg.AssetPartitionStatus.FAILED  # the UI shows that day, and only it, red
-            assert {d for d, s in status.items() if s == dg.AssetPartitionStatus.MATERIALIZED} == set(ALL_DAYS[:-1])
-        assert _live_days(aep, "5ad0c0a1e0c7a5d000000001") == set(ALL_DAYS[:-1])  # contacts, 29 days live
-
-        with dagster.instance() as instance:
-            failed_days = sorted({p for _, p in _failed(instance, backfill)})
-        mc.delete_rows("Contacts_DE", "\"SubscriberKey\" LIKE 'BAD-%'")  # the source is fixed
-        retry = dagster.launch_backfill(ALL_ASSETS, failed_days)
-        assert dagster.wait_backfill(retry, timeout_s=900) == "COMPLETED_SUCCESS"
-        with dagster.instance() as instance:
-            for key in ALL_ASSETS:
-                assert _materialized(instance, key) == set(ALL_DAYS), key
-            assert failed_days == [last]
-            runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": retry}))
-            assert {r.tags.get("dagster/asset_partition_range_start") or r.tags.get("dagster/partition")
-                    for r in runs} == {last}  # that day only
-        assert _live_days(aep, "5ad0c0a1e0c7a5d000000001") == set(ALL_DAYS)
-
-
-def test_windows_are_never_built_from_missing_days_and_empty_days_are_days(tmp_path: Path) -> None:
-    """A 7-day backfill in the middle of a fresh history: the segment days it touches (its 7 days and the
-    later days whose windows include them) fail naming the upstream days never materialised. Then a
-    backfill of every partition of every asset completes green, days without any data included."""
-    week = ALL_DAYS[10:17]
-    with pipeline_stack(tmp_path, data_from=FIRST + dt.timedelta(days=2)) as (dagster, _, _aep):
+    week, last = ALL_DAYS[10:17], ALL_DAYS[-1]
+    with pipeline_stack(tmp_path, data_from=FIRST + dt.timedelta(days=2)) as (dagster, mc, aep):
         backfill = dagster.launch_backfill(ALL_ASSETS, week)
         assert dagster.wait_backfill(backfill, timeout_s=900) == "COMPLETED_FAILED"
         with dagster.instance() as instance:
@@ -202,17 +171,37 @@ def test_windows_are_never_built_from_missing_days_and_empty_days_are_days(tmp_p
             assert any(f"sfmc/clean/contacts {ALL_DAYS[0]}..{ALL_DAYS[9]} (never materialised)" in m
                        for m in messages), messages
 
+        assert mc.inject_bad_rows("Contacts_DE", "invalid_email", dt.date.fromisoformat(last), n=2)
         everything = dagster.launch_backfill(ALL_ASSETS)  # the UI's "All" partitions
-        assert dagster.wait_backfill(everything, timeout_s=900) == "COMPLETED_SUCCESS"
+        assert dagster.wait_backfill(everything, timeout_s=900) == "COMPLETED_FAILED"
+        held_back = {"sfmc/clean/contacts", "aep/contacts", "segments/contact_features", "segments/segment_membership"}
         with dagster.instance() as instance:
             for key in ALL_ASSETS:
-                assert _materialized(instance, key) == set(ALL_DAYS), key
+                assert _materialized(instance, key) == set(ALL_DAYS) - ({last} if key in held_back else set()), key
+            assert _failed(instance, everything) == {(key, last) for key in held_back}
+            status = instance.get_status_by_partition(dg.AssetKey(["sfmc", "clean", "contacts"]), ALL_DAYS,
+                                                      dg.DailyPartitionsDefinition(FIRST.isoformat(), timezone="UTC"))
+            assert status[last] == dg.AssetPartitionStatus.FAILED  # the UI shows that day, and only it, red
+            assert {d for d, s in status.items() if s == dg.AssetPartitionStatus.MATERIALIZED} == set(ALL_DAYS[:-1])
             for day in ALL_DAYS[:2]:  # no source rows at all on these days: valid, empty, checks pass
                 for key in ("sfmc/clean/contacts", "aep/campaigns", "segments/contact_features",
                             "segments/segment_membership"):
                     assert _rows(instance, key, day) == 0, (key, day)
+        # contacts: 27 days live (an empty day sends Platform no batch), the bad day none
+        assert _live_days(aep, "5ad0c0a1e0c7a5d000000001") == set(ALL_DAYS[2:-1])
+
+        mc.delete_rows("Contacts_DE", "\"SubscriberKey\" LIKE 'BAD-%'")  # the source is fixed
+        retry = dagster.launch_backfill(ALL_ASSETS, [last])
+        assert dagster.wait_backfill(retry, timeout_s=900) == "COMPLETED_SUCCESS"
+        with dagster.instance() as instance:
+            for key in ALL_ASSETS:
+                assert _materialized(instance, key) == set(ALL_DAYS), key
+            runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": retry}))
+            assert {r.tags.get("dagster/asset_partition_range_start") or r.tags.get("dagster/partition")
+                    for r in runs} == {last}  # that day only
             for key, check in (("sfmc/clean/contacts", "pandera_contract"), ("aep/campaigns", "reconciles_with_clean"),
                                ("segments/contact_features", "inputs_complete"),
                                ("segments/segment_membership", "members_exist_in_contact_features")):
                 statuses = latest_check_status(instance, key, check)
                 assert all(statuses[d] == "SUCCEEDED" for d in ALL_DAYS), (key, check)
+        assert _live_days(aep, "5ad0c0a1e0c7a5d000000001") == set(ALL_DAYS[2:])
