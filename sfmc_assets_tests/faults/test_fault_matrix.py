@@ -67,6 +67,16 @@ class Env:
         return original
 
 
+#: Long enough for a batch of the sandbox to go live on a loaded machine: only the stuck-batch case, which
+#: sets a short one, is meant to reach it.
+BATCH_DEADLINE_S = 60.0
+
+
+def _aep_resource(tmp: Path, batch_deadline_s: float) -> ExperiencePlatformResource:
+    return ExperiencePlatformResource(sandbox_discovery_file=str(tmp / "experience_platform.json"),
+                                      poll_initial_s=0.05, backoff_initial_s=0.05, batch_deadline_s=batch_deadline_s)
+
+
 @pytest.fixture
 def env(tmp_path: Path, aep_sandbox: ExperiencePlatformSandbox, config: ProjectConfig) -> Env:
     mc = MarketingCloudSandbox(tmp_path / "mc", start=DATA_START, end=DATA_END,
@@ -76,10 +86,7 @@ def env(tmp_path: Path, aep_sandbox: ExperiencePlatformSandbox, config: ProjectC
         sandbox_discovery_file=str(tmp_path / "marketing_cloud.json"), page_size=50, max_concurrency=4,
         timeout_s=1.0, backoff_initial_s=0.05, max_retry_s=20.0, max_attempts=6,
     )
-    resources["experience_platform"] = ExperiencePlatformResource(
-        sandbox_discovery_file=str(tmp_path / "experience_platform.json"), poll_initial_s=0.05,
-        backoff_initial_s=0.05, batch_deadline_s=2.0,
-    )
+    resources["experience_platform"] = _aep_resource(tmp_path, batch_deadline_s=BATCH_DEADLINE_S)
     yield Env(mc, aep_sandbox, tmp_path, config, resources)
     aep_sandbox.clear_faults()
     mc.stop()
@@ -124,6 +131,17 @@ def _aep(*faults: AepFault) -> Callable[[Env], Callable[[], None]]:
         env.aep.set_faults(list(faults))
         return env.aep.clear_faults
     return inject
+
+
+def _stuck_batch(env: Env) -> Callable[[], None]:
+    """Platform never finishes the batch; a 2-s deadline here so the case takes seconds, not minutes."""
+    env.resources["experience_platform"] = _aep_resource(env.tmp, batch_deadline_s=2.0)
+    env.aep.set_faults([AepFault(kind="stuck_processing", route="complete", times=None)])
+
+    def undo() -> None:
+        env.aep.clear_faults()
+        env.resources["experience_platform"] = _aep_resource(env.tmp, batch_deadline_s=BATCH_DEADLINE_S)
+    return undo
 
 
 def _discovery(name: str, **changes: object) -> Callable[[Env], Callable[[], None]]:
@@ -219,7 +237,7 @@ CASES = [
     Case("Experience Platform", "token expired mid-run", _aep(AepFault(kind="expire_tokens", route="upload", times=1)), "recovered"),
     Case("Experience Platform", "upload over the size limit", _small_upload_limit, "413"),
     Case("Experience Platform", "batch failed", _aep(AepFault(kind="fail_batch", route="complete", times=None)), "INGEST"),
-    Case("Experience Platform", "batch stuck past the deadline", _aep(AepFault(kind="stuck_processing", route="complete", times=None)), "deadline"),
+    Case("Experience Platform", "batch stuck past the deadline", _stuck_batch, "deadline"),
     Case("Experience Platform", "wrong sandbox name", _discovery("experience_platform", sandbox_name="dev"), "sandbox"),
     Case("Experience Platform", "dataset missing", lambda env: None, "dataset", _dataset("5ad0c0a1e0c7a5d0000000ff")),
 ]
