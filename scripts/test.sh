@@ -37,7 +37,7 @@ export SFMC_REQUIRE_BROWSER=1   # here a missing browser fails the browser test 
 # CI's screenshots go to the run's home; docs/screenshots/ changes only when a developer runs the test.
 export SFMC_SCREENSHOTS_DIR="${SFMC_SCREENSHOTS_DIR:-$SFMC_ASSETS_HOME/screenshots}"
 echo "== pytest $*"
-# More workers than cores: the end-to-end tests that wait on Dagster's daemon or drive the UI in Chromium
-# mostly sleep; each starts a worker's block of tests (WORKER_HEADS in sfmc_assets_tests/conftest.py)
-# while the CPU-bound tests share the cores. Arguments (paths, -k, ...) are passed to pytest as they are.
+# More workers than cores: each end-to-end test waits on its own Dagster stack or Chromium (their processes
+# use the CPU, not the test's worker); each starts a worker's block of tests (WORKER_HEADS in
+# sfmc_assets_tests/conftest.py) so they run side by side while the other tests share the cores. Arguments (paths, -k, ...) are passed to pytest as they are.
 "$BIN/pytest" -n "${PYTEST_WORKERS:-6}" --dist worksteal "$@"

@@ -35,11 +35,14 @@ def resources_for(sandbox: MarketingCloudSandbox, tmp_path: Path,
     }
     # Without an Experience Platform sandbox the resource points nowhere: only publish assets would use it.
     aep_discovery = write_discovery(aep, tmp_path / "experience_platform.json") if aep else tmp_path / "no_aep.json"
-    resources["experience_platform"] = ExperiencePlatformResource(
-        sandbox_discovery_file=str(aep_discovery), poll_initial_s=0.05, backoff_initial_s=0.05,
-        **aep_config,  # type: ignore[arg-type]
-    )
+    resources["experience_platform"] = aep_resource(aep_discovery, **aep_config)
     return resources
+
+
+def aep_resource(discovery: Path, **config: object) -> ExperiencePlatformResource:
+    """The Experience Platform resource of a test run: short polls and back-offs, `config` on top."""
+    return ExperiencePlatformResource(sandbox_discovery_file=str(discovery), poll_initial_s=0.05,
+                                      backoff_initial_s=0.05, **config)  # type: ignore[arg-type]
 
 
 @pytest.fixture

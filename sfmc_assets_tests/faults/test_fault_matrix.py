@@ -27,12 +27,12 @@ from sfmc_assets.definitions import build_definitions
 from sfmc_assets.lib.config import ProjectConfig
 from sfmc_assets.lib.extract import Window
 from sfmc_assets.lib.lake import ParquetLake
-from sfmc_assets.resources import ExperiencePlatformResource, MarketingCloudResource
+from sfmc_assets.resources import MarketingCloudResource
 from sfmc_assets.sandboxes.experience_platform import ExperiencePlatformSandbox
 from sfmc_assets.sandboxes.experience_platform import Fault as AepFault
 from sfmc_assets.sandboxes.marketing_cloud import Fault, MarketingCloudSandbox
 from sfmc_assets_tests.conftest import DATA_END, DATA_START
-from sfmc_assets_tests.defs.conftest import resources_for
+from sfmc_assets_tests.defs.conftest import aep_resource, resources_for
 from sfmc_assets_tests.instances import memory_instance
 
 PARTITION = "2026-10-03"
@@ -67,16 +67,6 @@ class Env:
         return original
 
 
-#: Long enough for a batch of the sandbox to go live on a loaded machine: only the stuck-batch case, which
-#: sets a short one, is meant to reach it.
-BATCH_DEADLINE_S = 60.0
-
-
-def _aep_resource(tmp: Path, batch_deadline_s: float) -> ExperiencePlatformResource:
-    return ExperiencePlatformResource(sandbox_discovery_file=str(tmp / "experience_platform.json"),
-                                      poll_initial_s=0.05, backoff_initial_s=0.05, batch_deadline_s=batch_deadline_s)
-
-
 @pytest.fixture
 def env(tmp_path: Path, aep_sandbox: ExperiencePlatformSandbox, config: ProjectConfig) -> Env:
     mc = MarketingCloudSandbox(tmp_path / "mc", start=DATA_START, end=DATA_END,
@@ -86,7 +76,6 @@ def env(tmp_path: Path, aep_sandbox: ExperiencePlatformSandbox, config: ProjectC
         sandbox_discovery_file=str(tmp_path / "marketing_cloud.json"), page_size=50, max_concurrency=4,
         timeout_s=1.0, backoff_initial_s=0.05, max_retry_s=20.0, max_attempts=6,
     )
-    resources["experience_platform"] = _aep_resource(tmp_path, batch_deadline_s=BATCH_DEADLINE_S)
     yield Env(mc, aep_sandbox, tmp_path, config, resources)
     aep_sandbox.clear_faults()
     mc.stop()
@@ -134,13 +123,15 @@ def _aep(*faults: AepFault) -> Callable[[Env], Callable[[], None]]:
 
 
 def _stuck_batch(env: Env) -> Callable[[], None]:
-    """Platform never finishes the batch; a 2-s deadline here so the case takes seconds, not minutes."""
-    env.resources["experience_platform"] = _aep_resource(env.tmp, batch_deadline_s=2.0)
+    """Platform never finishes the batch. This case alone has a 2-s batch deadline, so it takes seconds;
+    the others keep the default, which a batch of a loaded machine never reaches."""
+    usual = env.resources["experience_platform"]
+    env.resources["experience_platform"] = aep_resource(env.discovery("experience_platform"), batch_deadline_s=2.0)
     env.aep.set_faults([AepFault(kind="stuck_processing", route="complete", times=None)])
 
     def undo() -> None:
         env.aep.clear_faults()
-        env.resources["experience_platform"] = _aep_resource(env.tmp, batch_deadline_s=BATCH_DEADLINE_S)
+        env.resources["experience_platform"] = usual
     return undo
 
 
