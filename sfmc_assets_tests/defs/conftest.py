@@ -1,5 +1,6 @@
 """Fixtures for materialising real partitions through Dagster against the sandboxes."""
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +21,17 @@ from sfmc_assets_tests.conftest import write_discovery
 from sfmc_assets_tests.instances import memory_instance
 
 Materialize = Callable[..., dg.ExecuteInProcessResult]
+_BUILT: dict[tuple[str, tuple[tuple[str, str], ...]], dg.Definitions] = {}
+
+
+def definitions_for(config: ProjectConfig) -> dg.Definitions:
+    """`build_definitions(config)`, built once per configuration and environment in this process, the way a
+    code location builds them once for all its runs (each build loads the whole `defs/` folder)."""
+    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(("SFMC_", "AEP_", "DAGSTER_"))))
+    key = (config.model_dump_json(), env)
+    if key not in _BUILT:
+        _BUILT[key] = build_definitions(config)
+    return _BUILT[key]
 
 
 def resources_for(sandbox: MarketingCloudSandbox, tmp_path: Path,
@@ -55,7 +67,7 @@ def make_materialize(
     sandbox: MarketingCloudSandbox, tmp_path: Path, instance: dg.DagsterInstance, config: ProjectConfig,
     aep: ExperiencePlatformSandbox | None = None, **aep_config: object,
 ) -> Materialize:
-    defs = build_definitions(config)
+    defs = definitions_for(config)
     resources = resources_for(sandbox, tmp_path, aep, **aep_config)
 
     def run(partition: str, selection: str | None = None, **kw: object) -> dg.ExecuteInProcessResult:

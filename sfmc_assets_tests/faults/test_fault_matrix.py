@@ -23,7 +23,6 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from sfmc_assets.definitions import build_definitions
 from sfmc_assets.lib.config import ProjectConfig
 from sfmc_assets.lib.extract import Window
 from sfmc_assets.lib.lake import ParquetLake
@@ -32,7 +31,7 @@ from sfmc_assets.sandboxes.experience_platform import ExperiencePlatformSandbox
 from sfmc_assets.sandboxes.experience_platform import Fault as AepFault
 from sfmc_assets.sandboxes.marketing_cloud import Fault, MarketingCloudSandbox
 from sfmc_assets_tests.conftest import DATA_END, DATA_START
-from sfmc_assets_tests.defs.conftest import aep_resource, resources_for
+from sfmc_assets_tests.defs.conftest import aep_resource, definitions_for, resources_for
 from sfmc_assets_tests.instances import memory_instance
 
 PARTITION = "2026-10-03"
@@ -52,7 +51,7 @@ class Env:
     resources: dict[str, object] = field(default_factory=dict)
 
     def run(self, config: ProjectConfig | None = None) -> dg.ExecuteInProcessResult:
-        defs = build_definitions(config or self.config)
+        defs = definitions_for(config or self.config)
         with memory_instance() as instance:
             return dg.materialize(list(defs.assets or []), partition_key=PARTITION, selection=CHAIN,
                                   resources=self.resources, instance=instance, raise_on_error=False)

@@ -22,12 +22,11 @@ import dagster as dg
 import duckdb
 import pyarrow.parquet as pq
 
-from sfmc_assets.definitions import build_definitions
 from sfmc_assets.lib.config import ProjectConfig
 from sfmc_assets.lib.lake import ParquetLake
 from sfmc_assets.sandboxes.experience_platform import ExperiencePlatformSandbox
 from sfmc_assets.sandboxes.marketing_cloud import MarketingCloudSandbox
-from sfmc_assets_tests.defs.conftest import resources_for
+from sfmc_assets_tests.defs.conftest import definitions_for, resources_for
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -60,7 +59,7 @@ class World:
 
     def materialize(self, first: str, last: str, selection: dg.AssetSelection | None = None) -> dg.ExecuteInProcessResult:
         """One run over the days `first`..`last` (what a backfill of those days runs: single-run assets)."""
-        defs = build_definitions(self.config)
+        defs = definitions_for(self.config)
         tags = ({"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
                 if first != last else {})
         with self.instance() as instance:
