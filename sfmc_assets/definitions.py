@@ -88,12 +88,16 @@ def build_definitions(config: ProjectConfig | None = None) -> dg.Definitions:
 _BUILT: dict[tuple[object, ...], dg.Definitions] = {}
 
 
+def environment() -> tuple[tuple[str, str], ...]:
+    """The environment variables the definitions can depend on (executor, intervals, credentials, paths)."""
+    return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(("SFMC_", "AEP_", "DAGSTER_"))))
+
+
 def _identity() -> tuple[object, ...]:
     """What the definitions are built from: the configuration file as it is now, and the environment."""
     path = config_path()
     stamp = path.stat().st_mtime_ns if path.exists() else None
-    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(("SFMC_", "AEP_", "DAGSTER_"))))
-    return (str(path), stamp, env)
+    return (str(path), stamp, environment())
 
 
 @dg.definitions

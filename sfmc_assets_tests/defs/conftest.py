@@ -1,13 +1,12 @@
 """Fixtures for materialising real partitions through Dagster against the sandboxes."""
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from sfmc_assets.definitions import build_definitions
+from sfmc_assets.definitions import build_definitions, environment
 from sfmc_assets.lib.config import ProjectConfig
 from sfmc_assets.resources import (
     ExperiencePlatformResource,
@@ -27,8 +26,7 @@ _BUILT: dict[tuple[str, tuple[tuple[str, str], ...]], dg.Definitions] = {}
 def definitions_for(config: ProjectConfig) -> dg.Definitions:
     """`build_definitions(config)`, built once per configuration and environment in this process, the way a
     code location builds them once for all its runs (each build loads the whole `defs/` folder)."""
-    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(("SFMC_", "AEP_", "DAGSTER_"))))
-    key = (config.model_dump_json(), env)
+    key = (config.model_dump_json(), environment())
     if key not in _BUILT:
         _BUILT[key] = build_definitions(config)
     return _BUILT[key]
