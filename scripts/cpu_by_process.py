@@ -5,6 +5,7 @@
 own CPU twice a second while the command runs and prints the totals by kind:
 
     python3 scripts/cpu_by_process.py bash scripts/test.sh
+    python3 scripts/cpu_by_process.py --top 20 bash scripts/test.sh   # and the 20 heaviest processes
 
 Processes that live under half a second are missed unless their parent reaps them.
 """
@@ -54,12 +55,15 @@ def _sample(seen: dict[tuple[int, str], list], stop: threading.Event) -> None:
 
 
 def main() -> int:
+    args = sys.argv[1:]
+    top = int(args[1]) if args[:1] == ["--top"] else 0
+    command = args[2:] if top else args
     seen: dict[tuple[int, str], list] = {}
     stop = threading.Event()
     sampler = threading.Thread(target=_sample, args=(seen, stop), daemon=True)
     sampler.start()
     started = time.monotonic()
-    code = subprocess.call(sys.argv[1:])
+    code = subprocess.call(command)
     wall = time.monotonic() - started
     stop.set()
     sampler.join()
@@ -72,6 +76,8 @@ def main() -> int:
     print(f"\n{sum(totals.values()):.0f} CPU-s in {wall:.0f} s ({os.cpu_count()} CPUs)")
     for kind, cpu in totals.most_common():
         print(f"{cpu:8.1f} CPU-s  {counts[kind]:5d} processes  {kind}")
+    for cmd, before, last in sorted(seen.values(), key=lambda v: v[1] - v[2])[:top]:
+        print(f"{last - before:8.1f} CPU-s  {cmd[:150]}")
     return code
 
 
