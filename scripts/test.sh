@@ -39,5 +39,6 @@ export SFMC_SCREENSHOTS_DIR="${SFMC_SCREENSHOTS_DIR:-$SFMC_ASSETS_HOME/screensho
 echo "== pytest $*"
 # More workers than cores: each end-to-end test waits on its own Dagster stack or Chromium (their processes
 # use the CPU, not the test's worker); each starts a worker's block of tests (WORKER_HEADS in
-# sfmc_assets_tests/conftest.py) so they run side by side while the other tests share the cores. Arguments (paths, -k, ...) are passed to pytest as they are.
+# sfmc_assets_tests/conftest.py) so they run side by side while the other tests share the cores.
+# Arguments (paths, -k, ...) are passed to pytest as they are.
 "$BIN/pytest" -n "${PYTEST_WORKERS:-6}" --dist worksteal "$@"

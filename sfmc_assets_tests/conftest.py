@@ -100,8 +100,8 @@ def _no_closed_instance_left_current(request: pytest.FixtureRequest) -> Iterator
 
 #: Tests that start a worker's block of `make test`, one group a worker (node ids or module paths): the
 #: long tests that drive a Dagster stack (daemon, runs, browser), so they run side by side from the start
-#: instead of one after another on one worker, and modules whose module-scoped world takes a minute to build, so no other
-#: worker steals some of their tests and builds it again.
+#: instead of one after another on one worker, and modules whose module-scoped world takes a minute to
+#: build, so no other worker steals some of their tests and builds it again.
 WORKER_HEADS = (
     ("e2e/test_backfill.py::test_30_days_backfilled_hold_back_only_the_bad_day_and_build_no_window_from_missing_days",),
     ("e2e/test_propagation.py",),

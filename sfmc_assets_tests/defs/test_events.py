@@ -7,7 +7,6 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from sfmc_assets.definitions import build_definitions
 from sfmc_assets.lib.config import ProjectConfig
 from sfmc_assets.lib.events import EVENTS, XDM_EVENT_TYPES, as_data_extension
 from sfmc_assets.lib.extract import Window
@@ -16,7 +15,7 @@ from sfmc_assets.lib.marketing_cloud.types import PARSE_ERRORS
 from sfmc_assets.sandboxes.experience_platform import ExperiencePlatformSandbox
 from sfmc_assets.sandboxes.marketing_cloud import Fault, MarketingCloudSandbox
 from sfmc_assets_tests.conftest import DATA_END, DATA_START
-from sfmc_assets_tests.defs.conftest import resources_for
+from sfmc_assets_tests.defs.conftest import definitions_for, resources_for
 from sfmc_assets_tests.instances import memory_instance
 
 DAYS = ["2026-10-02", "2026-10-03", "2026-10-04"]
@@ -64,7 +63,7 @@ def env(stack, tmp_path: Path, config: ProjectConfig):
     mc.clear_faults()
     mc.reset_stats()
     with memory_instance() as instance:
-        yield build_definitions(config), resources_for(mc, tmp_path, aep), instance, ParquetLake(str(tmp_path / "lake"))
+        yield definitions_for(config), resources_for(mc, tmp_path, aep), instance, ParquetLake(str(tmp_path / "lake"))
     mc.clear_faults()
 
 

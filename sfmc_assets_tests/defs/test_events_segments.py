@@ -14,12 +14,11 @@ import duckdb
 import polars as pl
 import pytest
 
-from sfmc_assets.definitions import build_definitions
 from sfmc_assets.lib.config import ProjectConfig
 from sfmc_assets.lib.warehouse import Warehouse
 from sfmc_assets.sandboxes.marketing_cloud import MarketingCloudSandbox
 from sfmc_assets_tests.conftest import DATA_END, DATA_START
-from sfmc_assets_tests.defs.conftest import resources_for
+from sfmc_assets_tests.defs.conftest import definitions_for, resources_for
 from sfmc_assets_tests.instances import memory_instance
 
 UTC = dt.timezone.utc
@@ -115,13 +114,13 @@ def segmented(tmp_path_factory: pytest.TempPathFactory, config: ProjectConfig) -
     feeding = dg.AssetSelection.groups("sfmc_raw", "sfmc_clean", "segments") - dg.AssetSelection.key_prefixes(
         ["sfmc", "raw", "orders"], ["sfmc", "clean", "orders"])
     with memory_instance() as instance:
-        _run(build_definitions(_with_source(config, "both")), resources, instance, feeding)
+        _run(definitions_for(_with_source(config, "both")), resources, instance, feeding)
         both = {d: warehouse.query("SELECT * FROM segments.contact_features WHERE as_of_date = ?",
                                    [dt.date.fromisoformat(d)]) for d in CHECK_DAYS}
         both_members = {d: warehouse.query("SELECT segment, contact_key FROM segments.segment_membership WHERE "
                                            "as_of_date = ? ORDER BY segment, contact_key", [dt.date.fromisoformat(d)])
                         for d in CHECK_DAYS}
-        _run(build_definitions(_with_source(config, "events")), resources, instance, dg.AssetSelection.groups("segments"))
+        _run(definitions_for(_with_source(config, "events")), resources, instance, dg.AssetSelection.groups("segments"))
         yield {"sandbox": sb, "warehouse": warehouse, "both": both, "both_members": both_members}
     sb.stop()
 

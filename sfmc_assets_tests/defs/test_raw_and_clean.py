@@ -151,11 +151,10 @@ def test_schema_drift_fails_the_extract_naming_the_column(
 
 def test_missing_sandbox_and_credentials_is_a_clear_error(mc_sandbox: MarketingCloudSandbox, tmp_path: Path,
                                                           instance: dg.DagsterInstance, config: ProjectConfig) -> None:
-    from sfmc_assets.definitions import build_definitions
     from sfmc_assets.resources import MarketingCloudResource
-    from sfmc_assets_tests.defs.conftest import resources_for
+    from sfmc_assets_tests.defs.conftest import definitions_for, resources_for
 
-    defs = build_definitions(config)
+    defs = definitions_for(config)
     resources = {**resources_for(mc_sandbox, tmp_path),
                  "marketing_cloud": MarketingCloudResource(sandbox_discovery_file=str(tmp_path / "none.json"))}
     result = dg.materialize(
@@ -204,13 +203,12 @@ def test_fourth_data_extension_is_configuration_only(
 def test_the_lake_can_be_any_fsspec_location(mc_sandbox: MarketingCloudSandbox, tmp_path: Path,
                                             instance: dg.DagsterInstance, config: ProjectConfig) -> None:
     """Object storage in production; fsspec's in-memory filesystem stands in for it here."""
-    from sfmc_assets.definitions import build_definitions
     from sfmc_assets.resources import LakeResource
-    from sfmc_assets_tests.defs.conftest import resources_for
+    from sfmc_assets_tests.defs.conftest import definitions_for, resources_for
 
     base = f"memory://lake-{tmp_path.name}"
     resources = {**resources_for(mc_sandbox, tmp_path), "lake": LakeResource(base_uri=base)}
-    result = dg.materialize(list(build_definitions(config).assets or []), partition_key=PARTITION,
+    result = dg.materialize(list(definitions_for(config).assets or []), partition_key=PARTITION,
                             selection="sfmc/raw/activities+", resources=resources, instance=instance)
     assert result.success
     lake = ParquetLake(base)

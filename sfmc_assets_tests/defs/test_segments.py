@@ -12,12 +12,11 @@ import duckdb
 import polars as pl
 import pytest
 
-from sfmc_assets.definitions import build_definitions
 from sfmc_assets.lib.config import ProjectConfig
 from sfmc_assets.lib.warehouse import Warehouse
 from sfmc_assets.sandboxes.marketing_cloud import MarketingCloudSandbox
 from sfmc_assets_tests.conftest import DATA_END, DATA_START
-from sfmc_assets_tests.defs.conftest import resources_for
+from sfmc_assets_tests.defs.conftest import definitions_for, resources_for
 from sfmc_assets_tests.instances import memory_instance
 
 UTC = dt.timezone.utc
@@ -117,7 +116,7 @@ def segmented(tmp_path_factory: pytest.TempPathFactory, config: ProjectConfig):
         {"EngagementID": "EDGE-CLICK", "SubscriberKey": changer, "CampaignID": "CMP-001", "CampaignName": "Edge",
          "Channel": "Email", "EventName": "Clicked", "EventDate": t(2026, 10, 5, 0, 0, tzinfo=UTC)},
     ])
-    defs = build_definitions(config)
+    defs = definitions_for(config)
     resources = resources_for(sb, tmp_path)
     with memory_instance() as instance:
         _run(defs, resources, instance, RANGE[0], "2026-10-04")
@@ -217,7 +216,7 @@ def test_old_contacts_days_rerun_or_failed_reach_the_later_segment_days(
     """The contacts as known on a later day are derived from the earlier days: re-materialising an old day
     changes the later days' segments (no stale state), and an old day whose latest attempt failed stops
     them, named, instead of being read as it was before."""
-    sb, defs, resources = fresh_mc_sandbox, build_definitions(config), resources_for(fresh_mc_sandbox, tmp_path)
+    sb, defs, resources = fresh_mc_sandbox, definitions_for(config), resources_for(fresh_mc_sandbox, tmp_path)
     wh = Warehouse(tmp_path / "warehouse.duckdb")
     t = dt.datetime
     with memory_instance() as instance:

@@ -25,12 +25,11 @@ import psycopg2
 import pytest
 from polars.testing import assert_frame_equal
 
-from sfmc_assets.definitions import build_definitions
 from sfmc_assets.lib.config import ProjectConfig
 from sfmc_assets.lib.warehouse import PostgresWarehouse, Warehouse, open_warehouse
 from sfmc_assets.resources import WarehouseResource
 from sfmc_assets.sandboxes.marketing_cloud import MarketingCloudSandbox
-from sfmc_assets_tests.defs.conftest import resources_for
+from sfmc_assets_tests.defs.conftest import definitions_for, resources_for
 from sfmc_assets_tests.instances import memory_instance
 from sfmc_assets_tests.postgres.warehouse_writer import TABLE, one_write
 
@@ -104,7 +103,7 @@ def test_the_url_may_carry_no_password_and_errors_never_show_one(pg_url: str) ->
 def test_segment_assets_on_postgres_equal_duckdb(
     mc_sandbox: MarketingCloudSandbox, tmp_path: Path, config: ProjectConfig, pg_url: str
 ) -> None:
-    defs = build_definitions(config)
+    defs = definitions_for(config)
     assets = list(defs.assets or [])
     resources = resources_for(mc_sandbox, tmp_path)
     with memory_instance() as instance:

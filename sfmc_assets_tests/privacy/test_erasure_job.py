@@ -9,10 +9,9 @@ from collections.abc import Iterator
 import dagster as dg
 import pytest
 
-from sfmc_assets.definitions import build_definitions
 from sfmc_assets.defs.privacy.jobs import ERASURE_JOB
 from sfmc_assets.lib.config import ProjectConfig
-from sfmc_assets_tests.defs.conftest import resources_for
+from sfmc_assets_tests.defs.conftest import definitions_for, resources_for
 from sfmc_assets_tests.privacy.world import DAYS, World, make_world, scan_files, scan_lake
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -30,7 +29,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, config: ProjectConfig) -> It
 
 
 def _launch(world: World, config: dict) -> dg.ExecuteInProcessResult:
-    job = build_definitions(world.config).resolve_job_def(ERASURE_JOB)
+    job = definitions_for(world.config).resolve_job_def(ERASURE_JOB)
     with world.instance() as instance:
         return job.execute_in_process(run_config={"ops": {"erase_contacts": {"config": config}}},
                                       instance=instance, resources=resources_for(world.mc, world.home, world.aep),

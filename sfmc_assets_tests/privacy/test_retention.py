@@ -11,10 +11,9 @@ from collections.abc import Iterator
 import dagster as dg
 import pytest
 
-from sfmc_assets.definitions import build_definitions
 from sfmc_assets.defs.privacy.jobs import RETENTION_JOB
 from sfmc_assets.lib.config import ProjectConfig
-from sfmc_assets_tests.defs.conftest import resources_for
+from sfmc_assets_tests.defs.conftest import definitions_for, resources_for
 from sfmc_assets_tests.privacy.world import DAYS, World, make_world, variant
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -44,7 +43,7 @@ def _layout(world: World) -> dict[str, list[str]]:
 
 
 def _run_retention(world: World, **config: object) -> dg.ExecuteInProcessResult:
-    job = build_definitions(world.config).resolve_job_def(RETENTION_JOB)
+    job = definitions_for(world.config).resolve_job_def(RETENTION_JOB)
     with world.instance() as instance:
         return job.execute_in_process(
             run_config={"ops": {"apply_retention": {"config": {"as_of": AS_OF, **config}}}}, instance=instance,
@@ -91,7 +90,7 @@ def test_retention_deletes_exactly_the_expired_partitions(world: World) -> None:
 
 
 def test_the_schedule_runs_retention_as_of_the_tick(world: World) -> None:
-    schedule = build_definitions(world.config).resolve_schedule_def(f"{RETENTION_JOB}_schedule")
+    schedule = definitions_for(world.config).resolve_schedule_def(f"{RETENTION_JOB}_schedule")
     assert schedule.cron_schedule == "30 3 * * *"
     # Both entered: a schedule context left open keeps the closed instance current for later tests.
     with dg.instance_for_test() as instance, dg.build_schedule_context(
