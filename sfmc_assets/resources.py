@@ -1,27 +1,30 @@
-"""Dagster resources: the Marketing Cloud connection and the Parquet lake.
+"""Dagster resources: the Marketing Cloud and Experience Platform connections, the lake, the warehouse.
 
 Credentials come from the environment through `dg.EnvVar` (resolved in the run worker, never stored in
-the definition snapshot). With no credentials set, the Marketing Cloud resource talks to the local
-sandbox that `make run` (or `python -m sfmc_assets.sandboxes`) starts; it finds it through the discovery
-file the sandbox writes. Switching to a real tenant is setting the variables, no code change.
+the definition snapshot). With no credentials set, the Marketing Cloud and Experience Platform resources
+talk to the local sandboxes that `make run` (or `python -m sfmc_assets.sandboxes`) starts; they find them
+through the discovery files the sandboxes write. Switching to the real services is setting the variables,
+no code change.
 """
 
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from sfmc_assets.lib import settings
 from sfmc_assets.lib.experience_platform import SMALL_FILE_LIMIT_BYTES, ExperiencePlatformClient
+from sfmc_assets.lib.http import ServiceClient
 from sfmc_assets.lib.lake import ParquetLake
 from sfmc_assets.lib.marketing_cloud import MarketingCloudClient
 from sfmc_assets.lib.marketing_cloud.client import DEFAULT_MAX_CONCURRENCY
 from sfmc_assets.lib.retrying import LogSink, RetrySettings
 from sfmc_assets.lib.warehouse import PostgresWarehouse, Warehouse, open_warehouse
 
+C = TypeVar("C", bound=ServiceClient)
 SFMC_ENV_VARS = ("SFMC_CLIENT_ID", "SFMC_CLIENT_SECRET", "SFMC_AUTH_BASE_URI")
 
 
@@ -39,7 +42,22 @@ def _sandbox_discovery(path: Path, service: str, hint_vars: tuple[str, ...]) -> 
         ) from None
 
 
-class MarketingCloudResource(dg.ConfigurableResource):
+class _ClientsResource(dg.ConfigurableResource):
+    """A resource that hands out service clients and closes them (their connection pools) after the run."""
+
+    _clients: list[ServiceClient] = PrivateAttr(default_factory=list)
+
+    def _kept(self, client: C) -> C:
+        self._clients.append(client)
+        return client
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        for client in self._clients:
+            client.close()
+        self._clients.clear()
+
+
+class MarketingCloudResource(_ClientsResource):
     """A Marketing Cloud account (server-to-server installed package), or the local sandbox.
 
     Leave `client_id` unset to use the sandbox. The secret is excluded from `repr` and never logged.
@@ -63,8 +81,6 @@ class MarketingCloudResource(dg.ConfigurableResource):
     sandbox_discovery_file: str | None = Field(
         default=None, description="Where the local sandbox publishes its address (default under SFMC_ASSETS_HOME)."
     )
-
-    _clients: list[MarketingCloudClient] = PrivateAttr(default_factory=list)
 
     @property
     def uses_sandbox(self) -> bool:
@@ -95,19 +111,13 @@ class MarketingCloudResource(dg.ConfigurableResource):
             logger=logger,
             token_cache=settings.token_cache_dir(),
         )
-        self._clients.append(client)
-        return client
-
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        for client in self._clients:
-            client.close()
-        self._clients.clear()
+        return self._kept(client)
 
 
 AEP_ENV_VARS = ("AEP_CLIENT_ID", "AEP_CLIENT_SECRET", "AEP_ORG_ID", "AEP_SANDBOX_NAME")
 
 
-class ExperiencePlatformResource(dg.ConfigurableResource):
+class ExperiencePlatformResource(_ClientsResource):
     """An Adobe Experience Platform org and sandbox (OAuth server-to-server credential), or the local sandbox.
 
     Leave `client_id` unset to use the local sandbox. The secret is excluded from `repr` and never logged.
@@ -133,8 +143,6 @@ class ExperiencePlatformResource(dg.ConfigurableResource):
                                 description="Largest file one upload sends; a larger day is split into several.")
     sandbox_discovery_file: str | None = Field(default=None, description="Local sandbox discovery file.")
 
-    _clients: list[ExperiencePlatformClient] = PrivateAttr(default_factory=list)
-
     def get_client(self, logger: LogSink | None = None) -> ExperiencePlatformClient:
         retry = RetrySettings(max_attempts=6, backoff_initial_s=self.backoff_initial_s)
         if self.client_id:
@@ -152,13 +160,7 @@ class ExperiencePlatformResource(dg.ConfigurableResource):
             client = ExperiencePlatformClient.from_discovery(
                 _sandbox_discovery(path, "Experience Platform", AEP_ENV_VARS), retry=retry, logger=logger,
                 token_cache=settings.token_cache_dir(), max_file_bytes=self.max_file_bytes)
-        self._clients.append(client)
-        return client
-
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        for client in self._clients:
-            client.close()
-        self._clients.clear()
+        return self._kept(client)
 
 
 class LakeResource(dg.ConfigurableResource):
