@@ -9,13 +9,12 @@ from pathlib import Path
 import dagster as dg
 import requests
 
+from sfmc_assets.lib.config import ProjectConfig
 from sfmc_assets.lib.marketing_cloud.rowset import discover_fields
 from sfmc_assets.resources import ExperiencePlatformResource, MarketingCloudResource
 from sfmc_assets.sandboxes.experience_platform import ExperiencePlatformSandbox
 from sfmc_assets.sandboxes.marketing_cloud import MarketingCloudSandbox
 from sfmc_assets_tests.conftest import write_discovery
-
-CONTACTS_DATASET = "5ad0c0a1e0c7a5d000000001"
 
 
 def _open_connections(http: requests.Session) -> int:
@@ -23,17 +22,19 @@ def _open_connections(http: requests.Session) -> int:
 
 
 def test_clients_handed_out_during_a_run_are_closed_at_teardown(
-    mc_sandbox: MarketingCloudSandbox, aep_sandbox: ExperiencePlatformSandbox, tmp_path: Path
+    mc_sandbox: MarketingCloudSandbox, aep_sandbox: ExperiencePlatformSandbox, config: ProjectConfig,
+    tmp_path: Path,
 ) -> None:
     resources = {
         "mc": MarketingCloudResource(sandbox_discovery_file=str(write_discovery(mc_sandbox, tmp_path / "mc.json"))),
         "aep": ExperiencePlatformResource(
             sandbox_discovery_file=str(write_discovery(aep_sandbox, tmp_path / "aep.json"))),
     }
+    contacts = config.data_extension("contacts")
     with dg.build_resources(resources) as built:
         mc, aep = built.mc.get_client(), built.aep.get_client()
-        discover_fields(mc, "Contacts_DE")
-        assert aep.get_dataset(CONTACTS_DATASET)
+        discover_fields(mc, contacts.external_key)
+        assert aep.get_dataset(contacts.aep.dataset)
         assert _open_connections(mc.session.http) >= 1 and _open_connections(aep.session.http) >= 1
     assert _open_connections(mc.session.http) == 0
     assert _open_connections(aep.session.http) == 0
