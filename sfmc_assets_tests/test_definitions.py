@@ -12,6 +12,7 @@ import dagster as dg
 import pytest
 
 from sfmc_assets.definitions import build_definitions
+from sfmc_assets.defs.catalog.assets import CATALOG_GROUP
 from sfmc_assets.defs.schedules import partitions_to_run
 from sfmc_assets.lib.config import load_config
 from sfmc_assets.lib.events import configured
@@ -58,6 +59,12 @@ def test_every_gate_is_blocking_and_every_asset_is_described(defs: dg.Definition
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description and node.owners and node.kinds, key
+    for key in graph.get_all_asset_keys():  # every table, file or dataset shows its columns before a run
+        node = graph.get(key)
+        if node.group_name != CATALOG_GROUP:  # the catalog lists the tenant's data extensions: no rows
+            assert node.metadata["dagster/column_schema"].columns, key
+        if key.path[0] == "aep":
+            assert node.metadata["dagster/column_lineage"].deps_by_column, key
     contract_checks = [c for c in graph.asset_check_keys if c.name == "pandera_contract"]
     config = load_config()
     assert len(contract_checks) == len(config.data_extensions) + len(configured(config))  # + tracking events

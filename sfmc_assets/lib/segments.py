@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from sfmc_assets.lib.canonical import ACTIVITIES, CONTACTS, ENGAGEMENT, Kind
 from sfmc_assets.lib.config import SegmentRules
 from sfmc_assets.lib.schemas import EMAIL_PATTERN
 from sfmc_assets.lib.windows import day_end, window_start
@@ -189,3 +190,16 @@ def memberships(features: pl.DataFrame, rules: SegmentRules) -> Membership:
         members,
         {f"{r['segment']}: {r['exclusion_reason']}": r["len"] for r in excluded.iter_rows(named=True)},
     )
+
+
+def table_schemas(rules: SegmentRules) -> dict[str, pl.Schema]:
+    """The columns of `contact_features` and `segment_membership`: the rules run on empty canonical inputs.
+
+    Derived from the transforms themselves, so the schema the catalog shows before any materialisation is
+    the one every day writes (the warehouse creates each table from its first day).
+    """
+    def empty(kind: Kind) -> pl.LazyFrame:
+        return pl.LazyFrame(schema={r.name: r.dtype for r in kind.roles})
+
+    features = contact_features(empty(CONTACTS), empty(ENGAGEMENT), empty(ACTIVITIES), dt.date(2000, 1, 1), rules)
+    return {"contact_features": features.schema, "segment_membership": memberships(features, rules).members.schema}

@@ -12,6 +12,7 @@ import duckdb
 import polars as pl
 import pytest
 
+from sfmc_assets.defs.segments.assets import FEATURES_KEY, MEMBERSHIP_KEY
 from sfmc_assets.lib.config import ProjectConfig
 from sfmc_assets.lib.warehouse import Warehouse
 from sfmc_assets.sandboxes.marketing_cloud import MarketingCloudSandbox
@@ -135,6 +136,10 @@ def segmented(tmp_path_factory: pytest.TempPathFactory, config: ProjectConfig):
 
 def test_membership_equals_independent_sql(segmented) -> None:
     wh = segmented["warehouse"]
+    graph = segmented["defs"].resolve_asset_graph()
+    for key in (FEATURES_KEY, MEMBERSHIP_KEY):  # the catalog's column schema is what the table holds
+        declared = [c.name for c in graph.get(key).metadata["dagster/column_schema"].columns]
+        assert wh.query(f"SELECT * FROM segments.{key.path[-1]} LIMIT 0").columns == declared, key
     for day in CHECK_DAYS:
         got = wh.query("SELECT segment, contact_key FROM segments.segment_membership WHERE as_of_date = ? "
                        "ORDER BY segment, contact_key", [dt.date.fromisoformat(day)])

@@ -1,4 +1,4 @@
-"""Segment rules on plain DataFrames: consent, and windows summed from daily totals."""
+"""Segment rules on plain DataFrames: consent, windows summed from daily totals, the tables' columns."""
 
 import datetime as dt
 import random
@@ -14,6 +14,7 @@ from sfmc_assets.lib.segments import (
     latest_contacts,
     memberships,
     sum_totals,
+    table_schemas,
 )
 
 UTC = dt.timezone.utc
@@ -90,3 +91,12 @@ def test_a_day_without_contacts_has_features_and_memberships_with_no_rows() -> N
     assert features.height == 0 and "exclusion_reason" in features.columns
     result = memberships(features, RULES)
     assert result.members.height == 0 and result.excluded == {}
+
+
+def test_the_declared_table_schemas_are_those_of_a_computed_day() -> None:
+    """The catalog's column schema (from empty inputs) equals the schema of a day with rows."""
+    engagement, activities = _events(50, 3)
+    features = contact_features(_contacts().lazy(), engagement.lazy(), activities.lazy(), DAY, RULES)
+    members = memberships(features, RULES).members
+    assert features.height and members.height
+    assert table_schemas(RULES) == {"contact_features": features.schema, "segment_membership": members.schema}

@@ -15,7 +15,12 @@ from collections.abc import Iterator
 import dagster as dg
 
 from sfmc_assets.defs.events.assets import clean_key, common, partitions
-from sfmc_assets.defs.experience_platform.assets import AEP_POOL, PUBLISH_GROUP, RECONCILE_CHECK
+from sfmc_assets.defs.experience_platform.assets import (
+    AEP_POOL,
+    PUBLISH_GROUP,
+    RECONCILE_CHECK,
+    dataset_metadata,
+)
 from sfmc_assets.defs.locks import PartitionBusyError, partition_lock
 from sfmc_assets.defs.partitions import partitioned_check
 from sfmc_assets.defs.ranges import DOWNSTREAM_BACKFILL_POLICY, DayResult, report
@@ -26,7 +31,7 @@ from sfmc_assets.lib.experience_platform import (
     ExperiencePlatformError,
     XdmMappingError,
 )
-from sfmc_assets.lib.experience_platform.xdm import XdmMapping, column_lineage, to_parquet_bytes, to_xdm
+from sfmc_assets.lib.experience_platform.xdm import XdmMapping, to_parquet_bytes, to_xdm
 from sfmc_assets.resources import ExperiencePlatformResource, LakeResource
 
 
@@ -45,9 +50,6 @@ def build_publish_asset(event: EventType, config: ProjectConfig) -> dg.AssetsDef
         return None
     partitions_def = partitions(config)
     xdm_types = sorted(set(mapping.event_type.values.values())) if mapping.event_type else []
-    lineage = dg.TableColumnLineage(deps_by_column={
-        path: [dg.TableColumnDep(asset_key=clean_key(event), column_name=c) for c in columns]
-        for path, columns in column_lineage(mapping).items()})
 
     @dg.asset(
         key=publish_key(event), deps=[clean_key(event)], group_name=PUBLISH_GROUP, kinds={"adobe", "parquet"},
@@ -58,8 +60,7 @@ def build_publish_asset(event: EventType, config: ProjectConfig) -> dg.AssetsDef
         description=(f"The day's validated `{event.object_type}` events published to Experience Platform dataset "
                      f"`{mapping.dataset}` as ExperienceEvents ({', '.join(xdm_types)}), one batch per day "
                      "replacing the day's previous one."),
-        metadata={"aep/dataset": mapping.dataset, "aep/xdm_class": mapping.xdm_class,
-                  "dagster/column_lineage": lineage},
+        metadata=dataset_metadata(mapping, clean_key(event)),
         # Downstream of the gate: its backfills run apart from the clean layer's (defs/ranges.py).
         **{**common(config), "backfill_policy": DOWNSTREAM_BACKFILL_POLICY},  # type: ignore[arg-type]
     )

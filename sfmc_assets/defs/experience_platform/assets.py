@@ -45,12 +45,24 @@ def publish_key(de: DataExtensionConfig) -> dg.AssetKey:
     return dg.AssetKey(["aep", de.name])
 
 
-def _lineage(de: DataExtensionConfig, mapping: XdmMapping) -> dg.TableColumnLineage:
-    upstream = clean_key(de)
-    return dg.TableColumnLineage(deps_by_column={
-        path: [dg.TableColumnDep(asset_key=upstream, column_name=c) for c in columns]
-        for path, columns in column_lineage(mapping).items()
-    })
+def dataset_metadata(mapping: XdmMapping, upstream: dg.AssetKey) -> dict[str, Any]:
+    """The dataset, its XDM class, and per XDM path the clean columns it is filled from (schema and lineage).
+
+    Every asset that publishes to Experience Platform carries it, so the catalog shows what each record holds.
+    """
+    paths = column_lineage(mapping)
+    return {
+        "aep/dataset": mapping.dataset,
+        "aep/xdm_class": mapping.xdm_class,
+        "dagster/column_lineage": dg.TableColumnLineage(deps_by_column={
+            path: [dg.TableColumnDep(asset_key=upstream, column_name=c) for c in columns]
+            for path, columns in paths.items()
+        }),
+        "dagster/column_schema": dg.TableSchema(columns=[
+            dg.TableColumn(name=path, type="xdm", description=f"from {', '.join(columns)}")
+            for path, columns in paths.items()
+        ]),
+    }
 
 
 def label(de: DataExtensionConfig, partition: str) -> str:
@@ -78,15 +90,7 @@ def _asset_args(de: DataExtensionConfig, mapping: XdmMapping,
             f"The validated `{de.name}` partition published to Experience Platform dataset `{mapping.dataset}` "
             f"as {xdm_class} records: one batch per day, replacing the day's previous batch."
         ),
-        "metadata": {
-            "aep/dataset": mapping.dataset,
-            "aep/xdm_class": mapping.xdm_class,
-            "dagster/column_lineage": _lineage(de, mapping),
-            "dagster/column_schema": dg.TableSchema(columns=[
-                dg.TableColumn(name=path, type="xdm", description=f"from {', '.join(cols)}")
-                for path, cols in column_lineage(mapping).items()
-            ]),
-        },
+        "metadata": dataset_metadata(mapping, clean_key(de)),
         "pool": AEP_POOL,
         "backfill_policy": DOWNSTREAM_BACKFILL_POLICY,
     }

@@ -22,13 +22,14 @@ import polars as pl
 
 from sfmc_assets.defs.clean.assets import clean_key
 from sfmc_assets.defs.events.assets import clean_key as event_clean_key
+from sfmc_assets.defs.metadata import table_schema
 from sfmc_assets.defs.partitions import daily_partitions
 from sfmc_assets.defs.ranges import DOWNSTREAM_BACKFILL_POLICY, DayResult, report_assets, unusable_days
 from sfmc_assets.defs.segments.inputs import SegmentInputs
 from sfmc_assets.lib import segment_checks
 from sfmc_assets.lib.config import ProjectConfig, SegmentRules
 from sfmc_assets.lib.events import configured
-from sfmc_assets.lib.segments import SEGMENTS, features_from_totals, memberships
+from sfmc_assets.lib.segments import SEGMENTS, features_from_totals, memberships, table_schemas
 from sfmc_assets.lib.warehouse import DayTables
 from sfmc_assets.resources import LakeResource, WarehouseResource
 
@@ -49,6 +50,7 @@ def _specs(config: ProjectConfig, rules: SegmentRules) -> list[dg.AssetSpec]:
     engagement = [event_clean_key(e) for e in configured(config)] if rules.engagement_source != "data_extension" else []
     if rules.engagement_source != "events":
         engagement.insert(0, clean_key(config.data_extension(rules.engagement)))
+    schemas = table_schemas(rules)
     common = {"group_name": SEGMENTS_GROUP, "owners": list(contacts.owners),
               "kinds": {"duckdb", "polars", "table"}, "tags": {"layer": "segments", "domain": "marketing"}}
     features = dg.AssetSpec(
@@ -66,7 +68,8 @@ def _specs(config: ProjectConfig, rules: SegmentRules) -> list[dg.AssetSpec]:
             "whether it is eligible for audiences (opted in, valid e-mail) or why not (`not opted in`, "
             "`consent unknown` for an empty opt-in, `invalid email`)."
         ),
-        metadata={"dagster/table_name": "segments.contact_features"},
+        metadata={"dagster/table_name": "segments.contact_features",
+                  "dagster/column_schema": table_schema(schemas["contact_features"])},
         **common,
     )
     membership = dg.AssetSpec(
@@ -78,7 +81,8 @@ def _specs(config: ProjectConfig, rules: SegmentRules) -> list[dg.AssetSpec]:
             "service_follow_up (engagement); browse_reminder, form_follow_up (activities). Only eligible "
             "contacts are members; excluded candidates are counted per segment and reason in the metadata."
         ),
-        metadata={"dagster/table_name": "segments.segment_membership"},
+        metadata={"dagster/table_name": "segments.segment_membership",
+                  "dagster/column_schema": table_schema(schemas["segment_membership"])},
         **common,
     )
     return [features, membership]
