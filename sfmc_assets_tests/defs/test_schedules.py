@@ -168,7 +168,8 @@ def test_todays_partition_of_an_hourly_data_extension_materialises(
 
 def test_published_tables_are_due_as_often_as_their_data_extension_is_read(tmp_path: Path) -> None:
     defs = build_definitions(configured(tmp_path, orders={"schedule": "hourly", "interval": 3},
-                                        activities={"schedule": "weekly"}, campaigns={"schedule": "once"}))
+                                        activities={"schedule": "weekly", "reconcile_keys": "weekly"},
+                                        campaigns={"schedule": "once"}))
     graph = defs.resolve_asset_graph()
 
     def freshness(key: str) -> object:
@@ -181,6 +182,8 @@ def test_published_tables_are_due_as_often_as_their_data_extension_is_read(tmp_p
     assert freshness("aep/contacts") == freshness("segments/contact_features") == dg.FreshnessPolicy.cron(
         deadline_cron="0 6 * * *", lower_bound_delta=dt.timedelta(days=1))
     assert graph.get(dg.AssetKey(["sfmc", "raw", "orders"])).tags["sfmc/schedule"] == "hourly"
+    for layer in ("raw", "clean", "deletes"):  # the tags the UI filters on, on every asset of the extension
+        assert graph.get(dg.AssetKey(["sfmc", layer, "activities"])).tags["sfmc/schedule"] == "weekly", layer
     every_2_days = build_definitions(configured(tmp_path, orders={"schedule": "daily", "interval": 2}))
     assert every_2_days.resolve_asset_graph().get(dg.AssetKey(["aep", "orders"])).freshness_policy == \
         dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(days=2, hours=4))

@@ -23,7 +23,7 @@ import polars as pl
 from sfmc_assets.defs.clean.assets import CLEAN_GROUP, clean_key
 from sfmc_assets.defs.marketing_cloud.assets import SFMC_POOL, raw_fields
 from sfmc_assets.defs.metadata import preview
-from sfmc_assets.defs.partitions import partitioned_check, partitions_of
+from sfmc_assets.defs.partitions import frequency_tags, partitioned_check, partitions_of
 from sfmc_assets.defs.ranges import DayResult, report
 from sfmc_assets.lib.config import DataExtensionConfig, ProjectConfig
 from sfmc_assets.lib.extract import check_fields
@@ -62,7 +62,7 @@ def build_deletes_asset(de: DataExtensionConfig, config: ProjectConfig) -> dg.As
     @dg.asset(
         key=key, deps=[clean_key(de)], partitions_def=partitions_def, group_name=CLEAN_GROUP,
         kinds={"salesforce", "polars", "parquet"}, owners=list(de.owners),
-        tags={"layer": "clean", "domain": "marketing", "sfmc/kind": de.kind or "generic"},
+        tags={"layer": "clean", "domain": "marketing", "sfmc/kind": de.kind or "generic", **frequency_tags(de)},
         description=f"Rows of `{de.external_key}` deleted in Marketing Cloud, by the day they were found: {how}.",
         check_specs=[partitioned_check(
             SHARE_CHECK, key, partitions_def,

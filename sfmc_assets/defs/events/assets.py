@@ -67,11 +67,13 @@ def partitions(config: ProjectConfig) -> dg.DailyPartitionsDefinition:
     return daily_partitions((settings.start_date if settings else None) or config.start_date)
 
 
-def common(config: ProjectConfig) -> dict[str, object]:
-    """What every event asset shares: UTC days, single-run backfills, owners, tags."""
+def common(config: ProjectConfig, layer: str) -> dict[str, object]:
+    """What every event asset shares: UTC days, single-run backfills, owners, and the tags the data extension
+    assets of the same layer carry (the UI filters on `layer`, the freshness policy reads the schedule)."""
     return {"partitions_def": partitions(config), "backfill_policy": dg.BackfillPolicy.single_run(),
             "owners": list(config.tracking_events.owners if config.tracking_events else ()),
-            "tags": {"domain": "marketing", "sfmc/kind": "tracking_event"}}
+            "tags": {"layer": layer, "domain": "marketing", "sfmc/kind": "tracking_event",
+                     "sfmc/schedule": "daily", "sfmc/interval": "1"}}
 
 
 # -- raw ------------------------------------------------------------------------------------------------
@@ -92,7 +94,7 @@ def build_raw_asset(event: EventType, config: ProjectConfig) -> dg.AssetsDefinit
         metadata={"sfmc/object_type": event.object_type, "sfmc/properties": ", ".join(event.properties),
                   "sfmc/natural_key": ", ".join(event.key), "sfmc/server_utc_offset": config.source.utc_offset,
                   "dagster/column_schema": table_schema(frame_schema(event.fields))},
-        **common(config),  # type: ignore[arg-type]
+        **common(config, "raw"),  # type: ignore[arg-type]
     )
     def _raw(context: dg.AssetExecutionContext, marketing_cloud: MarketingCloudResource,
              lake: LakeResource) -> Iterator[dg.MaterializeResult]:
@@ -172,7 +174,7 @@ def build_clean_asset(event: EventType, config: ProjectConfig) -> dg.AssetsDefin
                      f"`{CONTRACT_CHECK}` check."),
         metadata={"quarantine_tolerance": de.quarantine_tolerance, "sfmc/natural_key": ", ".join(event.key),
                   "dagster/column_schema": columns},
-        **common(config),  # type: ignore[arg-type]
+        **common(config, "clean"),  # type: ignore[arg-type]
     )
     def _clean(context: dg.AssetExecutionContext, lake: LakeResource) -> Iterator[dg.MaterializeResult]:
         days = [_clean_day(p, event, de, lake.lake()) for p in context.partition_keys]

@@ -62,7 +62,7 @@ def build_publish_asset(event: EventType, config: ProjectConfig) -> dg.AssetsDef
                      "replacing the day's previous one."),
         metadata=dataset_metadata(mapping, clean_key(event)),
         # Downstream of the gate: its backfills run apart from the clean layer's (defs/ranges.py).
-        **{**common(config), "backfill_policy": DOWNSTREAM_BACKFILL_POLICY},  # type: ignore[arg-type]
+        **{**common(config, "publish"), "backfill_policy": DOWNSTREAM_BACKFILL_POLICY},  # type: ignore[arg-type]
     )
     def _publish(context: dg.AssetExecutionContext, experience_platform: ExperiencePlatformResource,
                  lake: LakeResource) -> Iterator[dg.MaterializeResult]:
