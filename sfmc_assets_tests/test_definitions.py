@@ -71,6 +71,35 @@ def test_every_gate_is_blocking_and_every_asset_is_described(defs: dg.Definition
     assert all(graph.get_check_spec(c).blocking for c in contract_checks)
 
 
+_FORK_AFTER_PRELOAD = """
+import os, sys, time
+import polars as pl
+import sfmc_assets.preload  # what the step executor's fork server imports: the definitions, built
+pid = os.fork()
+if pid == 0:
+    frame = pl.DataFrame({"a": list(range(200_000))})
+    for _ in range(10):
+        frame.group_by("a").len().sort("a")
+    os._exit(0)
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    if os.waitpid(pid, os.WNOHANG)[0]:
+        sys.exit(0)
+    time.sleep(0.1)
+os.kill(pid, 9)
+sys.exit("a process forked after the definitions loaded hung in Polars")
+"""
+
+
+def test_loading_the_definitions_runs_no_polars() -> None:
+    """Step processes are forked from a server that has loaded the definitions (`sfmc_assets.preload`). Had
+    any Polars query run while they loaded, its thread pool would be started there, and every forked step
+    would deadlock on its first parallel Polars call (a datetime literal is enough)."""
+    out = subprocess.run([sys.executable, "-c", _FORK_AFTER_PRELOAD], capture_output=True, text=True, timeout=300,
+                         check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+
+
 @pytest.mark.parametrize(
     ("tick", "lookback", "expected"),
     [

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from sfmc_assets.lib.canonical import ACTIVITIES, CONTACTS, ENGAGEMENT, Kind
 from sfmc_assets.lib.config import SegmentRules
 from sfmc_assets.lib.schemas import EMAIL_PATTERN
 from sfmc_assets.lib.windows import day_end, window_start
@@ -192,14 +191,20 @@ def memberships(features: pl.DataFrame, rules: SegmentRules) -> Membership:
     )
 
 
-def table_schemas(rules: SegmentRules) -> dict[str, pl.Schema]:
-    """The columns of `contact_features` and `segment_membership`: the rules run on empty canonical inputs.
-
-    Derived from the transforms themselves, so the schema the catalog shows before any materialisation is
-    the one every day writes (the warehouse creates each table from its first day).
-    """
-    def empty(kind: Kind) -> pl.LazyFrame:
-        return pl.LazyFrame(schema={r.name: r.dtype for r in kind.roles})
-
-    features = contact_features(empty(CONTACTS), empty(ENGAGEMENT), empty(ACTIVITIES), dt.date(2000, 1, 1), rules)
-    return {"contact_features": features.schema, "segment_membership": memberships(features, rules).members.schema}
+_UTC_TIME = pl.Datetime("us", "UTC")
+_COUNTS = {c: pl.Int64 for c in FEATURE_COUNTS}
+#: The columns every day of the two tables holds: the catalog shows them before any run, and a test holds
+#: the rules to them. Declared, not derived by running the rules on empty frames: Polars run while the
+#: definitions load starts its thread pool in the step executor's fork server, and the step processes
+#: forked from it deadlock.
+TABLE_SCHEMAS = {
+    "contact_features": pl.Schema({
+        "as_of_date": pl.Date, "contact_key": pl.String, "email": pl.String, "lifecycle_stage": pl.String,
+        "opt_in": pl.Boolean, "eligible": pl.Boolean, "exclusion_reason": pl.String, "total_orders": pl.Int64,
+        "lifetime_value": pl.Decimal(18, 2), "days_since_last_order": pl.Int64, **_COUNTS,
+        "last_engagement_at": _UTC_TIME, "last_activity_at": _UTC_TIME, "modified_at": _UTC_TIME,
+    }),
+    "segment_membership": pl.Schema({
+        "as_of_date": pl.Date, "segment": pl.String, "contact_key": pl.String, "reason": pl.String, **_COUNTS,
+    }),
+}

@@ -7,6 +7,7 @@ import polars as pl
 
 from sfmc_assets.lib.config import SegmentRules
 from sfmc_assets.lib.segments import (
+    TABLE_SCHEMAS,
     activity_totals,
     contact_features,
     engagement_totals,
@@ -14,7 +15,6 @@ from sfmc_assets.lib.segments import (
     latest_contacts,
     memberships,
     sum_totals,
-    table_schemas,
 )
 
 UTC = dt.timezone.utc
@@ -94,9 +94,9 @@ def test_a_day_without_contacts_has_features_and_memberships_with_no_rows() -> N
 
 
 def test_the_declared_table_schemas_are_those_of_a_computed_day() -> None:
-    """The catalog's column schema (from empty inputs) equals the schema of a day with rows."""
+    """The declared schemas (the catalog's) are those of a day the rules compute."""
     engagement, activities = _events(50, 3)
     features = contact_features(_contacts().lazy(), engagement.lazy(), activities.lazy(), DAY, RULES)
     members = memberships(features, RULES).members
     assert features.height and members.height
-    assert table_schemas(RULES) == {"contact_features": features.schema, "segment_membership": members.schema}
+    assert {"contact_features": features.schema, "segment_membership": members.schema} == TABLE_SCHEMAS

@@ -29,7 +29,7 @@ from sfmc_assets.defs.segments.inputs import SegmentInputs
 from sfmc_assets.lib import segment_checks
 from sfmc_assets.lib.config import ProjectConfig, SegmentRules
 from sfmc_assets.lib.events import configured
-from sfmc_assets.lib.segments import SEGMENTS, features_from_totals, memberships, table_schemas
+from sfmc_assets.lib.segments import SEGMENTS, TABLE_SCHEMAS, features_from_totals, memberships
 from sfmc_assets.lib.warehouse import DayTables
 from sfmc_assets.resources import LakeResource, WarehouseResource
 
@@ -50,7 +50,6 @@ def _specs(config: ProjectConfig, rules: SegmentRules) -> list[dg.AssetSpec]:
     engagement = [event_clean_key(e) for e in configured(config)] if rules.engagement_source != "data_extension" else []
     if rules.engagement_source != "events":
         engagement.insert(0, clean_key(config.data_extension(rules.engagement)))
-    schemas = table_schemas(rules)
     common = {"group_name": SEGMENTS_GROUP, "owners": list(contacts.owners),
               "kinds": {"duckdb", "polars", "table"}, "tags": {"layer": "segments", "domain": "marketing"}}
     features = dg.AssetSpec(
@@ -69,7 +68,7 @@ def _specs(config: ProjectConfig, rules: SegmentRules) -> list[dg.AssetSpec]:
             "`consent unknown` for an empty opt-in, `invalid email`)."
         ),
         metadata={"dagster/table_name": "segments.contact_features",
-                  "dagster/column_schema": table_schema(schemas["contact_features"])},
+                  "dagster/column_schema": table_schema(TABLE_SCHEMAS["contact_features"])},
         **common,
     )
     membership = dg.AssetSpec(
@@ -82,7 +81,7 @@ def _specs(config: ProjectConfig, rules: SegmentRules) -> list[dg.AssetSpec]:
             "contacts are members; excluded candidates are counted per segment and reason in the metadata."
         ),
         metadata={"dagster/table_name": "segments.segment_membership",
-                  "dagster/column_schema": table_schema(schemas["segment_membership"])},
+                  "dagster/column_schema": table_schema(TABLE_SCHEMAS["segment_membership"])},
         **common,
     )
     return [features, membership]
