@@ -22,7 +22,12 @@ def partitions_of(de: DataExtensionConfig, config: ProjectConfig) -> dg.DailyPar
 
 def frequency_tags(de: DataExtensionConfig) -> dict[str, str]:
     """How often the data extension is read, as tags: the UI filters on them, the freshness policy reads them."""
-    return {"sfmc/schedule": de.schedule, "sfmc/interval": str(de.interval)}
+    return schedule_tags(de.schedule, de.interval)
+
+
+def schedule_tags(schedule: str, interval: int) -> dict[str, str]:
+    """The tags of an asset read every `interval` `schedule` units (`frequency_tags`, tracking events)."""
+    return {"sfmc/schedule": schedule, "sfmc/interval": str(interval)}
 
 
 def partitioned_check(

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from sfmc_assets.lib.canonical import MONEY, UTC_DATETIME
 from sfmc_assets.lib.config import SegmentRules
 from sfmc_assets.lib.schemas import EMAIL_PATTERN
 from sfmc_assets.lib.windows import day_end, window_start
@@ -93,8 +94,8 @@ def contact_features(
 
 #: The contact columns the features use (the contact state holds at least these).
 CONTACT_COLUMNS = {"contact_key": pl.String, "email": pl.String, "lifecycle_stage": pl.String,
-                   "opt_in": pl.Boolean, "total_orders": pl.Int64, "lifetime_value": pl.Decimal(18, 2),
-                   "last_order_at": pl.Datetime("us", "UTC"), "modified_at": pl.Datetime("us", "UTC")}
+                   "opt_in": pl.Boolean, "total_orders": pl.Int64, "lifetime_value": MONEY,
+                   "last_order_at": UTC_DATETIME, "modified_at": UTC_DATETIME}
 
 
 def _with_contact_columns(contacts: pl.LazyFrame) -> pl.LazyFrame:
@@ -191,7 +192,6 @@ def memberships(features: pl.DataFrame, rules: SegmentRules) -> Membership:
     )
 
 
-_UTC_TIME = pl.Datetime("us", "UTC")
 _COUNTS = {c: pl.Int64 for c in FEATURE_COUNTS}
 #: The columns every day of the two tables holds: the catalog shows them before any run, and a test holds
 #: the rules to them. Declared, not derived by running the rules on empty frames: Polars run while the
@@ -201,8 +201,8 @@ TABLE_SCHEMAS = {
     "contact_features": pl.Schema({
         "as_of_date": pl.Date, "contact_key": pl.String, "email": pl.String, "lifecycle_stage": pl.String,
         "opt_in": pl.Boolean, "eligible": pl.Boolean, "exclusion_reason": pl.String, "total_orders": pl.Int64,
-        "lifetime_value": pl.Decimal(18, 2), "days_since_last_order": pl.Int64, **_COUNTS,
-        "last_engagement_at": _UTC_TIME, "last_activity_at": _UTC_TIME, "modified_at": _UTC_TIME,
+        "lifetime_value": MONEY, "days_since_last_order": pl.Int64, **_COUNTS,
+        "last_engagement_at": UTC_DATETIME, "last_activity_at": UTC_DATETIME, "modified_at": UTC_DATETIME,
     }),
     "segment_membership": pl.Schema({
         "as_of_date": pl.Date, "segment": pl.String, "contact_key": pl.String, "reason": pl.String, **_COUNTS,

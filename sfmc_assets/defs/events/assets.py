@@ -31,7 +31,7 @@ from sfmc_assets.defs.clean.assets import (
 )
 from sfmc_assets.defs.marketing_cloud.assets import RAW_GROUP, SFMC_POOL, SOURCE_COUNT_CHECK
 from sfmc_assets.defs.metadata import preview, table_schema
-from sfmc_assets.defs.partitions import daily_partitions, partitioned_check
+from sfmc_assets.defs.partitions import daily_partitions, partitioned_check, schedule_tags
 from sfmc_assets.defs.ranges import DayResult, report
 from sfmc_assets.lib.config import DataExtensionConfig, ProjectConfig
 from sfmc_assets.lib.events import EventType, as_data_extension, extract_events
@@ -73,7 +73,7 @@ def common(config: ProjectConfig, layer: str) -> dict[str, object]:
     return {"partitions_def": partitions(config), "backfill_policy": dg.BackfillPolicy.single_run(),
             "owners": list(config.tracking_events.owners if config.tracking_events else ()),
             "tags": {"layer": layer, "domain": "marketing", "sfmc/kind": "tracking_event",
-                     "sfmc/schedule": "daily", "sfmc/interval": "1"}}
+                     **schedule_tags("daily", 1)}}
 
 
 # -- raw ------------------------------------------------------------------------------------------------
