@@ -59,7 +59,7 @@ def test_every_gate_is_blocking_and_every_asset_is_described(defs: dg.Definition
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description and node.owners and node.kinds and node.tags.get("layer"), key
-    for key in graph.get_all_asset_keys():  # every table, file or dataset shows its columns before a run
+    for key in graph.get_all_asset_keys():  # bundled configuration (fields listed): columns shown before a run
         node = graph.get(key)
         if node.group_name != CATALOG_GROUP:  # the catalog lists the tenant's data extensions: no rows
             assert node.metadata["dagster/column_schema"].columns, key
